@@ -1,0 +1,1 @@
+"""Benchmarks behind ``usema bench``: each prints one JSON line per figure."""

@@ -1,0 +1,71 @@
+"""Map an image's layout (grayscale, RGB, multichannel) to the channels a model reads.
+
+A 3-channel model repeats a grayscale image to 3 channels, so one nuclei model serves fluorescence
+(grayscale) and stained tissue (RGB). A 1-channel model takes a grayscale image, or one channel
+that the user picks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+class ChannelError(ValueError):
+    """The image's channels do not fit the model."""
+
+
+@dataclass(frozen=True)
+class ChannelPlan:
+    """Which source channels feed the model, and how.
+
+    Attributes:
+        channel_axis: Axis of the source that holds channels (None for grayscale ``(H, W)``).
+        pick: Source channel indices, in model order; a grayscale image repeats index 0.
+    """
+
+    channel_axis: int | None
+    pick: tuple[int, ...]
+
+    def take(self, block: Any) -> np.ndarray:
+        """Turn a source block ``(h, w)`` or ``(h, w, C)`` into a model block ``(C_model, h, w)``."""
+        block = np.asarray(block)
+        if self.channel_axis is None:
+            return np.repeat(block[None], len(self.pick), axis=0)
+        return np.moveaxis(block, self.channel_axis, 0)[list(self.pick)]
+
+
+def plan_channels(shape: tuple[int, ...], model_channels: int, channel: int | None = None) -> ChannelPlan:
+    """Decide how a 2-D image of ``shape`` (``(H, W)`` or ``(H, W, C)``) feeds a model.
+
+    Args:
+        shape: Shape of one 2-D plane, channels last when present.
+        model_channels: The model's input channels (1 or 3).
+        channel: A channel chosen by the user, for multichannel images.
+
+    Raises:
+        ChannelError: with what to do, when the image and the model do not fit.
+    """
+    if len(shape) == 2:
+        if channel not in (None, 0):
+            raise ChannelError(f"the image is grayscale; channel {channel} does not exist")
+        return ChannelPlan(None, (0,) * model_channels)
+    if len(shape) != 3:
+        raise ChannelError(f"expected a 2-D image (H, W) or (H, W, C), got shape {tuple(shape)}")
+    n = shape[-1]
+    if channel is not None:
+        if not 0 <= channel < n:
+            raise ChannelError(f"the image has {n} channels; channel {channel} does not exist (0..{n - 1})")
+        return ChannelPlan(2, (channel,) * model_channels)
+    if n == model_channels:
+        return ChannelPlan(2, tuple(range(n)))
+    if n == 1:
+        return ChannelPlan(2, (0,) * model_channels)
+    if model_channels == 3 and n == 4:  # RGBA: drop alpha
+        return ChannelPlan(2, (0, 1, 2))
+    kind = "1 (grayscale)" if model_channels == 1 else f"{model_channels} (RGB), or 1 (grayscale)"
+    raise ChannelError(
+        f"the image has {n} channels; the model expects {kind}: pick a channel with --channel (the Channel box in napari)"
+    )

@@ -1,0 +1,260 @@
+"""Checkpoints: one ``.safetensors`` file holding the weights and a JSON metadata block.
+
+Loading never unpickles code. The network is rebuilt from the config stored in the file and the
+weights are loaded strictly. Plain PyTorch state dicts (``.pt``/``.pth``) are accepted through
+``torch.load(weights_only=True)`` together with an explicit config. All handling of older formats
+lives in :func:`migrate_metadata`.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from napari_usema.model import USEMA, USEMAConfig, build_model
+from napari_usema.normalization import NormalizationRecipe
+
+FORMAT_VERSION = 1
+METADATA_KEY = "napari_usema"
+Task = Literal["instance", "semantic"]
+INSTANCE_CLASSES = ("background", "interior", "boundary")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint could not be read; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class CheckpointMetadata:
+    """Everything needed to rebuild and use a model, stored beside its weights.
+
+    Attributes:
+        config: The network's hyper-parameters.
+        task: ``instance`` (3 classes, watershed post-process) or ``semantic`` (argmax).
+        class_names: One name per output channel.
+        normalization: How raw intensities are mapped to inputs.
+        provenance: Where the weights came from: data, steps, metrics, parent checkpoint.
+    """
+
+    config: USEMAConfig
+    task: Task = "instance"
+    class_names: tuple[str, ...] = INSTANCE_CLASSES
+    normalization: NormalizationRecipe = field(default_factory=NormalizationRecipe)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.task not in ("instance", "semantic"):
+            raise CheckpointError(f"task must be 'instance' or 'semantic', got {self.task!r}")
+        object.__setattr__(self, "class_names", tuple(self.class_names))
+        if len(self.class_names) != self.config.out_channels:
+            raise CheckpointError(f"{len(self.class_names)} class names for a model with {self.config.out_channels} outputs")
+        if self.task == "instance" and self.config.out_channels != 3:
+            raise CheckpointError("instance models predict 3 classes (background, interior, boundary)")
+
+    @property
+    def input_channels(self) -> int:
+        return self.config.in_channels
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "config": self.config.to_dict(),
+            "task": self.task,
+            "class_names": list(self.class_names),
+            "input_channels": self.input_channels,
+            "normalization": self.normalization.to_dict(),
+            "provenance": self.provenance,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckpointMetadata:
+        data = migrate_metadata(data)
+        try:
+            config = USEMAConfig.from_dict(data["config"])
+            meta = cls(
+                config=config,
+                task=data["task"],
+                class_names=tuple(data["class_names"]),
+                normalization=NormalizationRecipe.from_dict(data["normalization"]),
+                provenance=dict(data.get("provenance", {})),
+            )
+        except KeyError as err:
+            raise CheckpointError(f"checkpoint metadata lacks the field {err.args[0]!r}") from None
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"checkpoint metadata is invalid: {err}") from None
+        if data["input_channels"] != config.in_channels:
+            raise CheckpointError(
+                f"metadata says {data['input_channels']} input channels but the config has {config.in_channels}"
+            )
+        return meta
+
+    def with_provenance(self, **changes: Any) -> CheckpointMetadata:
+        return CheckpointMetadata(self.config, self.task, self.class_names, self.normalization, {**self.provenance, **changes})
+
+
+def migrate_metadata(data: dict[str, Any]) -> dict[str, Any]:
+    """Bring metadata of any known format version up to :data:`FORMAT_VERSION`.
+
+    The one place that knows about old formats. Version 1 is the first; a newer version than this
+    code knows is refused rather than guessed at.
+    """
+    version = data.get("format_version")
+    if not isinstance(version, int):
+        raise CheckpointError("checkpoint metadata has no integer 'format_version'")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint format {version} is newer than this napari-usema understands ({FORMAT_VERSION}); upgrade napari-usema"
+        )
+    if version < 1:
+        raise CheckpointError(f"unknown checkpoint format version {version}")
+    return dict(data)
+
+
+@dataclass
+class LoadedModel:
+    """A network in eval mode, with the metadata it was saved with."""
+
+    model: USEMA
+    metadata: CheckpointMetadata
+    path: Path | None = None
+
+
+def save_checkpoint(path: str | Path, model: USEMA, metadata: CheckpointMetadata, *, half: bool = False) -> Path:
+    """Write ``model`` and ``metadata`` to one ``.safetensors`` file.
+
+    Args:
+        path: Destination; its parent folder is created.
+        model: The network (a DDP wrapper's ``.module``).
+        metadata: Stored as JSON; its config must be the model's.
+        half: Store floating tensors as float16 (half the size; they are widened when loaded).
+    """
+    if metadata.config != model.config:
+        raise CheckpointError("metadata config differs from the model's config")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        tensors[name] = tensor.half() if half and tensor.is_floating_point() else tensor
+    save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(metadata.to_dict())})
+    return path
+
+
+def read_metadata(path: str | Path) -> CheckpointMetadata:
+    """Read only the metadata of a ``.safetensors`` checkpoint (fast: the weights stay on disk)."""
+    return CheckpointMetadata.from_dict(_read_header(Path(path)))
+
+
+def _read_header(path: Path) -> dict[str, Any]:
+    """Parse the safetensors header and return our metadata dict, with specific errors."""
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        if head[:2] == b"PK" or head[:1] == b"\x80":
+            raise CheckpointError(
+                f"{path} is a pickled PyTorch file, not a .safetensors checkpoint; pickles can carry code, "
+                "so napari-usema loads them only as plain state dicts: rename it to .pt and pass --config"
+            )
+        if len(head) < 8:
+            raise CheckpointError(f"{path} is truncated: {size} bytes is too short for a checkpoint")
+        (header_len,) = struct.unpack("<Q", head)
+        if header_len > 100_000_000:
+            raise CheckpointError(f"{path} is not a .safetensors checkpoint (its header is not one)")
+        if 8 + header_len > size:
+            raise CheckpointError(f"{path} is truncated: its header needs {header_len} bytes, the file has {size - 8}")
+        raw = fh.read(header_len)
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{path} is not a .safetensors checkpoint (its header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path} is not a .safetensors checkpoint")
+    data_end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    if 8 + header_len + data_end > size:
+        raise CheckpointError(f"{path} is truncated: the tensors need {data_end} bytes, {size - 8 - header_len} are present")
+    meta = (header.get("__metadata__") or {}).get(METADATA_KEY)
+    if meta is None:
+        raise CheckpointError(
+            f"{path} is a .safetensors file but not a napari-usema checkpoint (no '{METADATA_KEY}' metadata); "
+            "load foreign weights as a .pt state dict with an explicit --config"
+        )
+    return json.loads(meta)
+
+
+def load_checkpoint(
+    path: str | Path, *, metadata: CheckpointMetadata | None = None, device: str | torch.device = "cpu"
+) -> LoadedModel:
+    """Load a checkpoint into an eval-mode network.
+
+    Args:
+        path: A ``.safetensors`` checkpoint, or a ``.pt``/``.pth`` state dict (then ``metadata``,
+            holding at least the config, is required).
+        metadata: Explicit metadata for ``.pt``/``.pth`` files; ignored for ``.safetensors``.
+        device: Where the network goes.
+
+    Raises:
+        CheckpointError: naming the problem: a missing, truncated, pickled-code or foreign file, or
+            a tensor whose name or shape does not fit the config.
+    """
+    path = Path(path)
+    if path.suffix in (".pt", ".pth"):
+        if metadata is None:
+            raise CheckpointError(f"{path.name} is a plain state dict: give its model config (--config) to load it")
+        state = _load_state_dict_safely(path)
+    else:
+        metadata = CheckpointMetadata.from_dict(_read_header(path))
+        try:
+            state = load_file(str(path))
+        except SafetensorError as err:
+            raise CheckpointError(f"{path} could not be read as safetensors: {err}") from None
+    model = build_model(metadata.config)
+    load_state_strictly(model, state, path.name)
+    return LoadedModel(model.to(device).eval(), metadata, path)
+
+
+def _load_state_dict_safely(path: Path) -> dict[str, torch.Tensor]:
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
+        text = str(err)
+        if "weights_only" in text or "Unsupported global" in text or "GLOBAL" in text:
+            raise CheckpointError(
+                f"{path.name} holds pickled code or objects, not only tensors; refusing to unpickle it (weights_only=True)"
+            ) from None
+        raise CheckpointError(f"{path.name} is not a readable PyTorch state dict ({type(err).__name__}: {text[:200]})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path.name} is not a state dict of tensors")
+    return state
+
+
+def load_state_strictly(model: USEMA, state: dict[str, torch.Tensor], source: str) -> None:
+    """Copy ``state`` into ``model``, naming the first tensor that does not fit."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing:
+        raise CheckpointError(f"{source} does not match its config: tensor {missing[0]!r} is missing ({len(missing)} in all)")
+    if unexpected:
+        raise CheckpointError(
+            f"{source} does not match its config: unexpected tensor {unexpected[0]!r} ({len(unexpected)} in all)"
+        )
+    for name, tensor in state.items():
+        if tensor.shape != own[name].shape:
+            raise CheckpointError(
+                f"{source} does not match its config: tensor {name!r} has shape {tuple(tensor.shape)}, "
+                f"the config needs {tuple(own[name].shape)}"
+            )
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)

@@ -1,0 +1,1 @@
+"""The ``usema`` command line."""

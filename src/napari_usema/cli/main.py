@@ -1,0 +1,50 @@
+"""The ``usema`` command: one subcommand per job, each a thin layer over the engine."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from napari_usema import __version__
+from napari_usema.cli import bench, evaluate, info, predict, train
+
+COMMANDS = {
+    "predict": predict,
+    "evaluate": evaluate,
+    "train": train,
+    "finetune": train,  # registers itself beside train: both share the data options
+    "info": info,
+    "bench": bench,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="usema",
+        description="USEMA segmentation for microscopy and endoscopy images (napari-usema).",
+    )
+    parser.add_argument("--version", action="version", version=f"napari-usema {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in dict.fromkeys(COMMANDS.values()):
+        module.add_parsers(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``usema``; returns the exit status (0 ok, 1 failed job, 2 bad input)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("usema: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as err:
+        # Every engine error class derives from one of these and carries a specific message.
+        print(f"usema {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

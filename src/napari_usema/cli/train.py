@@ -1,0 +1,151 @@
+"""``usema train`` and ``usema finetune``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from napari_usema.cli.progress import ProgressBar
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model on a DIR/images + DIR/masks folder (works under torchrun)")
+    p.add_argument("--data", required=True, type=Path, help="folder with images/ and masks/ (matched by file stem)")
+    p.add_argument("--task", required=True, choices=["instance", "semantic"])
+    p.add_argument("--preset", default="small", help="network preset: paper, paper-w32, small, tiny (default small)")
+    p.add_argument("--out", required=True, type=Path, help="checkpoint to write (.safetensors): the best on validation")
+    p.add_argument("--in-channels", type=int, default=3, help="model input channels; grayscale images are repeated (default 3)")
+    p.add_argument("--class-names", help="comma-separated class names for semantic tasks, background first")
+    p.add_argument("--train-list", type=Path, help="file with the image names to train on (default: all not in --val-list)")
+    p.add_argument("--val-list", type=Path, help="file with the image names to validate on")
+    p.add_argument("--no-global-mean", action="store_true", help="ablation: window attention without the mean of V")
+    _add_schedule_options(p, defaults_from="train")
+    p.add_argument("--resume", action="store_true", help="continue from OUT's .state.pt if present")
+    p.set_defaults(handler=run_train)
+
+    f = sub.add_parser("finetune", help="fine-tune a checkpoint on corrected labels; writes a new checkpoint")
+    f.add_argument("--model", required=True, help="parent checkpoint or bundled name (never modified)")
+    f.add_argument("--image", nargs="+", required=True, type=Path, help="images")
+    f.add_argument("--labels", nargs="+", required=True, type=Path, help="corrected labels, one per image, same order")
+    f.add_argument("--region", nargs="+", type=Path, help="optional masks of the corrected regions, one per image")
+    f.add_argument("--out", required=True, type=Path, help="new checkpoint (.safetensors); never the parent")
+    f.add_argument("--channel", type=int, help="channel to use for multichannel images")
+    f.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    _add_schedule_options(f, defaults_from="finetune")
+    f.set_defaults(handler=run_finetune)
+
+
+def _add_schedule_options(p: argparse.ArgumentParser, defaults_from: str) -> None:
+    from napari_usema.finetune import FINETUNE_DEFAULTS
+    from napari_usema.training.trainer import TrainingConfig
+
+    d = FINETUNE_DEFAULTS if defaults_from == "finetune" else TrainingConfig()
+    p.add_argument("--steps", type=int, default=d.steps, help=f"optimiser steps (default {d.steps})")
+    p.add_argument("--patch", type=int, default=d.patch, help=f"patch side in pixels (default {d.patch})")
+    p.add_argument("--batch", type=int, default=d.batch, help=f"patches per step and process (default {d.batch})")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr:g})")
+    p.add_argument("--val-every", type=int, default=d.val_every, help=f"validate and save every N steps (default {d.val_every})")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (under torchrun: each rank's own GPU)")
+
+
+def _schedule(args: argparse.Namespace, base: object) -> object:
+    import dataclasses
+
+    return dataclasses.replace(
+        base,
+        steps=args.steps,
+        patch=args.patch,
+        batch=args.batch,
+        lr=args.lr,
+        val_every=args.val_every,
+        seed=args.seed,
+        device=args.device,
+    )
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from napari_usema.checkpoint import INSTANCE_CLASSES, CheckpointMetadata
+    from napari_usema.images import find_pairs
+    from napari_usema.model import preset
+    from napari_usema.normalization import NormalizationRecipe
+    from napari_usema.training.data import load_folder, read_name_list
+    from napari_usema.training.distributed import init_world, shutdown
+    from napari_usema.training.trainer import TrainingConfig, train
+
+    if args.out.suffix != ".safetensors":
+        raise ValueError(f"--out must end in .safetensors, got {args.out.name}")
+    names = sorted(find_pairs(args.data))
+    val = read_name_list(args.val_list) if args.val_list else []
+    train_names = read_name_list(args.train_list) if args.train_list else [n for n in names if n not in set(val)]
+    overlap = sorted(set(val) & set(train_names))
+    if overlap:
+        raise ValueError(f"{len(overlap)} images are in both the training and validation lists, e.g. {overlap[0]}")
+    if args.task == "instance":
+        class_names = INSTANCE_CLASSES
+    elif args.class_names:
+        class_names = tuple(args.class_names.split(","))
+    else:
+        raise ValueError("semantic training needs --class-names (e.g. background,polyp)")
+    config = preset(args.preset, in_channels=args.in_channels, out_channels=len(class_names), global_mean=not args.no_global_mean)
+    recipe = NormalizationRecipe()
+    metadata = CheckpointMetadata(
+        config,
+        args.task,
+        class_names,
+        recipe,
+        {"data": str(args.data), "train_names": len(train_names), "val_names": val, "preset": args.preset},
+    )
+    world = init_world(args.device)
+    train_samples = load_folder(args.data, train_names, task=args.task, in_channels=args.in_channels, recipe=recipe)
+    val_samples = (
+        load_folder(args.data, val, task=args.task, in_channels=args.in_channels, recipe=recipe) if world.is_main else []
+    )
+    schedule = _schedule(args, TrainingConfig())
+    log_path = args.out.with_name(args.out.name.removesuffix(".safetensors") + ".log.jsonl")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    bar = ProgressBar(schedule.steps, "train", enabled=world.is_main)
+    try:
+        with open(log_path, "a") if world.is_main else open("/dev/null", "w") as log:
+            for record in train(train_samples, val_samples, metadata, schedule, args.out, resume=args.resume, world=world):
+                bar.update(record.step, f"loss {record.loss:.3f}")
+                if record.val_metric is not None or record.step % 10 == 0:
+                    log.write(json.dumps(record.__dict__) + "\n")
+                    log.flush()
+                if record.val_metric is not None:
+                    bar.note(f"step {record.step}: validation {record.val_metric:.4f} (best {record.best_metric:.4f})")
+    finally:
+        bar.close()
+        shutdown(world)
+    return 0
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    from napari_usema.bundled import resolve_model
+    from napari_usema.checkpoint import load_checkpoint
+    from napari_usema.finetune import FINETUNE_DEFAULTS, CorrectedPair, check_output, finetune
+    from napari_usema.images import read_image
+
+    if len(args.labels) != len(args.image):
+        raise ValueError(f"{len(args.image)} images but {len(args.labels)} label files: give one labels file per image")
+    if args.region and len(args.region) != len(args.image):
+        raise ValueError(f"{len(args.image)} images but {len(args.region)} region masks")
+    parent_path = resolve_model(args.model)
+    check_output(parent_path, args.out, args.overwrite)
+    parent = load_checkpoint(parent_path)
+    regions = args.region or [None] * len(args.image)
+    pairs = [
+        CorrectedPair(read_image(i), read_image(lbl), None if r is None else read_image(r) > 0, i.stem)
+        for i, lbl, r in zip(args.image, args.labels, regions, strict=True)
+    ]
+    schedule = _schedule(args, FINETUNE_DEFAULTS)
+    bar = ProgressBar(schedule.steps, "finetune")
+    try:
+        for record in finetune(parent, pairs, args.out, schedule, channel=args.channel, overwrite=args.overwrite):
+            bar.update(record.step, f"loss {record.loss:.3f}")
+    finally:
+        bar.close()
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,109 @@
+"""Reading and writing image files, and finding image/mask pairs in data folders.
+
+TIFFs are opened lazily (memory-mapped when possible, else through zarr) so large slides are read
+tile by tile; other formats (PNG, JPEG, ...) are read whole.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+
+
+class ImageReadError(ValueError):
+    """A file could not be read as an image."""
+
+
+def read_image(path: str | Path, *, lazy: bool = False) -> Any:
+    """Read an image as an array; with ``lazy`` a TIFF comes back memory-mapped or zarr-backed.
+
+    Raises:
+        ImageReadError: naming the file and the reason.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"{path} does not exist")
+    if path.is_dir():
+        raise ImageReadError(f"{path} is a folder, not an image file")
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            return _read_tiff(path, lazy)
+        import imageio.v3 as iio
+
+        return np.asarray(iio.imread(path))
+    except ImageReadError:
+        raise
+    except Exception as err:  # each reader raises its own types for a corrupt file
+        raise ImageReadError(f"{path} could not be read as an image ({type(err).__name__}: {str(err)[:200]})") from None
+
+
+def _read_tiff(path: Path, lazy: bool) -> Any:
+    if not lazy:
+        return tifffile.imread(path)
+    try:
+        return tifffile.memmap(path, mode="r")
+    except ValueError:  # compressed or tiled: not memory-mappable, read through zarr instead
+        import zarr
+
+        store = tifffile.imread(path, aszarr=True)
+        return zarr.open(store, mode="r")
+
+
+def write_labels(path: str | Path, labels: np.ndarray, *, overwrite: bool = False) -> Path:
+    """Write a label image as a compressed TIFF, refusing to replace a file unless ``overwrite``."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, labels, compression="zlib")
+    return path
+
+
+def write_labels_banded(path: str | Path, labels: Any, dtype: Any, *, overwrite: bool = False, tile: int = 512) -> Path:
+    """Write a large ``(H, W)`` label array (e.g. zarr on disk) to a tiled, compressed TIFF, reading
+    one band of tile rows at a time."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+    h, w = labels.shape
+
+    def tiles() -> Any:
+        for y in range(0, h, tile):
+            band = np.asarray(labels[y : y + tile]).astype(dtype)
+            band = np.pad(band, ((0, tile - band.shape[0]), (0, (-w) % tile)))
+            for x in range(0, band.shape[1], tile):
+                yield band[:, x : x + tile]
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, tiles(), shape=(h, w), dtype=dtype, tile=(tile, tile), compression="zlib")
+    return path
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageReadError(f"{folder} is not a folder")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def find_pairs(data_dir: str | Path) -> dict[str, tuple[Path, Path]]:
+    """Pair ``DIR/images/NAME.*`` with ``DIR/masks/NAME.*`` by file stem.
+
+    Raises:
+        ImageReadError: when a folder is missing or an image has no mask.
+    """
+    data_dir = Path(data_dir)
+    images = {p.stem: p for p in list_images(data_dir / "images")}
+    masks = {p.stem: p for p in list_images(data_dir / "masks")}
+    missing = sorted(set(images) - set(masks))
+    if missing:
+        raise ImageReadError(f"{len(missing)} images in {data_dir / 'images'} have no mask, e.g. {missing[0]}")
+    if not images:
+        raise ImageReadError(f"no images found in {data_dir / 'images'}")
+    return {stem: (images[stem], masks[stem]) for stem in sorted(images)}

@@ -1,0 +1,101 @@
+"""Building blocks of USEMA: the residual conv block and the SEMA block."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from napari_usema.model.attention import AttentionMode, AttentionWeights, SEMAAttention
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 convs with InstanceNorm and LeakyReLU, and a residual add (nnU-Net style).
+
+    ``(B, C_in, H, W) -> (B, C_out, H / stride, W / stride)``. Convs have no bias: InstanceNorm
+    removes it anyway.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+        self.norm1 = nn.InstanceNorm2d(out_channels, affine=True)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.norm2 = nn.InstanceNorm2d(out_channels, affine=True)
+        self.act = nn.LeakyReLU(0.01, inplace=True)
+        self.skip: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.skip = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                nn.InstanceNorm2d(out_channels, affine=True),
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.act(self.norm1(self.conv1(x)))
+        y = self.norm2(self.conv2(y))
+        return self.act(y + self.skip(x))
+
+
+def depthwise_conv(dim: int) -> nn.Conv2d:
+    return nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+
+
+class FeedForward(nn.Sequential):
+    """``Linear -> GELU -> Linear`` on channel-last tokens."""
+
+    def __init__(self, dim: int, ratio: float) -> None:
+        hidden = int(dim * ratio)
+        super().__init__(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+
+class SEMABlock(nn.Module):
+    """The SEMA block (paper Fig. 2), on the Mamba-like macro structure of MLLA.
+
+    ``x + cpe1(x)`` -> LayerNorm -> two branches: gate ``SiLU(Linear)`` and main
+    ``Linear -> depthwise conv -> SiLU -> SEMA attention``; their product is projected and added to
+    the shortcut; then ``+ cpe2``, then ``+ FFN(LayerNorm)``. ``(B, C, H, W) -> (B, C, H, W)``.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window_size: int,
+        *,
+        mode: AttentionMode = "window",
+        global_mean: bool = True,
+        mlp_ratio: float = 4.0,
+        rope_base: float = 10000.0,
+    ) -> None:
+        super().__init__()
+        self.cpe1 = depthwise_conv(dim)
+        self.norm1 = nn.LayerNorm(dim)
+        self.gate = nn.Linear(dim, dim)
+        self.in_proj = nn.Linear(dim, dim)
+        self.dwc = depthwise_conv(dim)
+        self.act = nn.SiLU()
+        self.attn = SEMAAttention(dim, num_heads, window_size, mode=mode, global_mean=global_mean, rope_base=rope_base)
+        self.out_proj = nn.Linear(dim, dim)
+        self.cpe2 = depthwise_conv(dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = FeedForward(dim, mlp_ratio)
+        # Set by attention capture (attention_maps module) to receive this block's scores.
+        self.weights_sink: list[AttentionWeights] | None = None
+
+    def forward(self, x: Tensor, valid_hw: tuple[int, int] | None = None) -> Tensor:
+        """``x``: ``(B, C, H, W)``; ``valid_hw``: the real (unpadded) corner of the grid."""
+        x = x + self.cpe1(x)
+        tokens = x.permute(0, 2, 3, 1)  # (B, H, W, C)
+        h = self.norm1(tokens)
+        gate = self.act(self.gate(h))  # (B, H, W, C)
+        main = self.in_proj(h).permute(0, 3, 1, 2)  # (B, C, H, W)
+        main = self.act(self.dwc(main)).permute(0, 2, 3, 1)  # (B, H, W, C)
+        if self.weights_sink is None:
+            main = self.attn(main, valid_hw)
+        else:
+            main, weights = self.attn(main, valid_hw, return_weights=True)
+            self.weights_sink.append(weights)
+        tokens = tokens + self.out_proj(main * gate)
+        x = tokens.permute(0, 3, 1, 2)  # (B, C, H, W)
+        x = x + self.cpe2(x)
+        tokens = x.permute(0, 2, 3, 1)  # (B, H, W, C)
+        tokens = tokens + self.mlp(self.norm2(tokens))
+        return tokens.permute(0, 3, 1, 2).contiguous()  # (B, C, H, W)

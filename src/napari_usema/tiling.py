@@ -1,0 +1,108 @@
+"""Tile geometry for sliding-window inference: pure functions, no tensors.
+
+Tile placement follows nnU-Net's ``compute_steps_for_sliding_window``: tiles are evenly spread so the
+first is flush with the top/left edge and the last with the bottom/right edge.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TilingConfig:
+    """How an image is cut into tiles and how tiles are run.
+
+    Attributes:
+        tile: Tile side in pixels (clamped to the image when ``clamp_tile``).
+        overlap: Fraction of a tile shared with its neighbour (0 <= overlap < 1).
+        batch: Tiles per forward pass.
+        tta: Average over the 4 mirrorings (test-time augmentation).
+        device: ``auto`` (cuda, then mps, then cpu), or a torch device name.
+        clamp_tile: Shrink the tile to an image smaller than it instead of refusing the image.
+        sigma_scale: Gaussian weight's sigma as a fraction of the tile side.
+    """
+
+    tile: int = 256
+    overlap: float = 0.25
+    batch: int = 4
+    tta: bool = False
+    device: str = "auto"
+    clamp_tile: bool = True
+    sigma_scale: float = 0.125
+
+    def __post_init__(self) -> None:
+        if self.tile < 16:
+            raise ValueError(f"tile must be at least 16 pixels, got {self.tile}")
+        if not 0 <= self.overlap < 1:
+            raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
+        if self.batch < 1:
+            raise ValueError(f"batch must be >= 1, got {self.batch}")
+
+
+class TileSizeError(ValueError):
+    """The image is smaller than the requested tile."""
+
+
+def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
+    """Start offsets of tiles along one axis of ``length`` pixels.
+
+    The step is at most ``tile * (1 - overlap)``; tiles are spread evenly, the first at 0 and the
+    last flush with the end. Requires ``tile <= length``.
+    """
+    if tile > length:
+        raise TileSizeError(f"tile {tile} is larger than the axis ({length} pixels)")
+    max_step = max(1, int(tile * (1 - overlap)))
+    n = math.ceil((length - tile) / max_step) + 1
+    if n == 1:
+        return [0]
+    step = (length - tile) / (n - 1)
+    return [round(step * i) for i in range(n)]
+
+
+def tile_grid(shape: tuple[int, int], tile: tuple[int, int], overlap: float) -> list[tuple[int, int]]:
+    """``(y, x)`` starts of every tile, row-major (all tiles of a row before the next row)."""
+    ys = tile_starts(shape[0], tile[0], overlap)
+    xs = tile_starts(shape[1], tile[1], overlap)
+    return [(y, x) for y in ys for x in xs]
+
+
+def effective_tile(shape: tuple[int, int], config: TilingConfig) -> tuple[int, int]:
+    """The tile size actually used: ``config.tile``, clamped per axis to the image if allowed."""
+    h, w = shape
+    if not config.clamp_tile and (h < config.tile or w < config.tile):
+        raise TileSizeError(
+            f"the image is {h}x{w} pixels, smaller than the {config.tile}-pixel tile: "
+            f"use a tile of at most {min(h, w)} (e.g. --tile {max(16, min(h, w) // 16 * 16)})"
+        )
+    return min(config.tile, h), min(config.tile, w)
+
+
+@lru_cache(maxsize=8)
+def gaussian_weight(tile: tuple[int, int], sigma_scale: float = 0.125) -> np.ndarray:
+    """Blending weights for one tile: a Gaussian centred on the tile, normalised to max 1.
+
+    Edges keep a small positive weight so every covered pixel has a positive total weight. Cached:
+    the array is shared, treat it as read-only.
+    """
+    axes = []
+    for n in tile:
+        coords = np.arange(n, dtype=np.float64) - (n - 1) / 2
+        axes.append(np.exp(-0.5 * (coords / max(n * sigma_scale, 1e-6)) ** 2))
+    weight = np.outer(axes[0], axes[1])
+    weight /= weight.max()
+    weight = np.maximum(weight, 1e-3).astype(np.float32)
+    weight.setflags(write=False)
+    return weight
+
+
+def row_bands(starts: list[tuple[int, int]]) -> list[tuple[int, list[int]]]:
+    """Group tile starts by row: ``[(y, [x, ...]), ...]`` in increasing y."""
+    rows: dict[int, list[int]] = {}
+    for y, x in starts:
+        rows.setdefault(y, []).append(x)
+    return sorted(rows.items())

@@ -1,0 +1,146 @@
+"""Checkpoints: bit-exact round trips and a specific error for every kind of bad file."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from napari_usema.checkpoint import (
+    CheckpointError,
+    CheckpointMetadata,
+    load_checkpoint,
+    migrate_metadata,
+    read_metadata,
+    save_checkpoint,
+)
+from napari_usema.model import build_model, preset
+from napari_usema.normalization import NormalizationRecipe
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path: Path) -> tuple[Path, torch.nn.Module, CheckpointMetadata]:
+    torch.manual_seed(0)
+    config = preset("tiny", in_channels=3)
+    model = build_model(config)
+    meta = CheckpointMetadata(
+        config, "instance", normalization=NormalizationRecipe("percentile", 2, 98), provenance={"data": "x"}
+    )
+    path = save_checkpoint(tmp_path / "m.safetensors", model, meta)
+    return path, model, meta
+
+
+def test_round_trip_is_bit_exact(tiny_checkpoint: tuple) -> None:
+    path, model, meta = tiny_checkpoint
+    loaded = load_checkpoint(path)
+    assert loaded.metadata == meta
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[name], tensor), name
+    x = torch.randn(1, 3, 24, 24)
+    model.eval()
+    assert torch.equal(loaded.model(x), model(x))
+
+
+def test_metadata_has_the_contract_fields(tiny_checkpoint: tuple) -> None:
+    path, _, _ = tiny_checkpoint
+    raw = read_metadata(path).to_dict()
+    assert {"format_version", "config", "task", "class_names", "input_channels", "normalization", "provenance"} <= set(raw)
+    assert raw["input_channels"] == 3 and raw["class_names"] == ["background", "interior", "boundary"]
+
+
+def test_half_precision_storage_loads_as_float32(tmp_path: Path, tiny_checkpoint: tuple) -> None:
+    _, model, meta = tiny_checkpoint
+    path = save_checkpoint(tmp_path / "half.safetensors", model, meta, half=True)
+    loaded = load_checkpoint(path)
+    weight = next(iter(loaded.model.parameters()))
+    assert weight.dtype == torch.float32
+    torch.testing.assert_close(weight, next(iter(model.parameters())), rtol=1e-3, atol=1e-3)
+
+
+def test_pickle_carrying_code_is_refused(tmp_path: Path) -> None:
+    class Evil:
+        def __reduce__(self) -> tuple:
+            return (print, ("this ran",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"weights": Evil()}, path)
+    meta = CheckpointMetadata(preset("tiny"))
+    with pytest.raises(CheckpointError, match="pickled code or objects"):
+        load_checkpoint(path, metadata=meta)
+    renamed = tmp_path / "evil.safetensors"
+    path.rename(renamed)
+    with pytest.raises(CheckpointError, match="pickled PyTorch file"):
+        load_checkpoint(renamed)
+
+
+def test_raw_pickle_stream_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "raw.safetensors"
+    path.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(CheckpointError, match="pickled"):
+        load_checkpoint(path)
+
+
+def test_truncated_file_is_named(tiny_checkpoint: tuple, tmp_path: Path) -> None:
+    path, _, _ = tiny_checkpoint
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(cut)
+    tiny = tmp_path / "tiny.safetensors"
+    tiny.write_bytes(b"\x01\x02")
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(tiny)
+
+
+def test_file_that_is_no_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "notes.safetensors"
+    path.write_text("these are my lab notes, not weights\n" * 10)
+    with pytest.raises(CheckpointError, match=r"not a \.safetensors checkpoint"):
+        load_checkpoint(path)
+
+
+def test_foreign_safetensors_without_metadata(tmp_path: Path) -> None:
+    path = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(3)}, str(path))
+    with pytest.raises(CheckpointError, match="not a napari-usema checkpoint"):
+        load_checkpoint(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.safetensors")
+
+
+def test_config_tensor_mismatch_names_the_tensor(tmp_path: Path, tiny_checkpoint: tuple) -> None:
+    _, model, meta = tiny_checkpoint
+    wrong = CheckpointMetadata(meta.config.replace(widths=(8, 16, 24)), "instance")
+    bad = tmp_path / "bad.safetensors"
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(bad), metadata={"napari_usema": json.dumps(wrong.to_dict())})
+    with pytest.raises(CheckpointError, match=r"tensor '(en|de)coder\.[\w.]+' has shape \(16, "):
+        load_checkpoint(bad)
+    del state["encoder.0.sema.gate.weight"]
+    save_file(state, str(bad), metadata={"napari_usema": json.dumps(meta.to_dict())})
+    with pytest.raises(CheckpointError, match=r"'encoder\.0\.sema\.gate\.weight' is missing"):
+        load_checkpoint(bad)
+
+
+def test_state_dict_loads_with_explicit_config(tmp_path: Path, tiny_checkpoint: tuple) -> None:
+    _, model, meta = tiny_checkpoint
+    path = tmp_path / "plain.pth"
+    torch.save(model.state_dict(), path)
+    loaded = load_checkpoint(path, metadata=meta)
+    assert torch.equal(loaded.model.state_dict()["decoder.0.head.weight"], model.state_dict()["decoder.0.head.weight"])
+    with pytest.raises(CheckpointError, match="give its model config"):
+        load_checkpoint(path)
+
+
+def test_migration_refuses_unknown_versions() -> None:
+    with pytest.raises(CheckpointError, match="newer than this napari-usema"):
+        migrate_metadata({"format_version": 99})
+    with pytest.raises(CheckpointError, match="no integer 'format_version'"):
+        migrate_metadata({})
