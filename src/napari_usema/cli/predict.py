@@ -139,4 +139,4 @@ def _predict_one(
         prob_path = out.with_name(f"{out.stem}_probabilities.tif")
         if prob_path.exists() and not args.overwrite:
             raise FileExistsError(f"{prob_path} exists; pass --overwrite to replace it")
-        tifffile.imwrite(prob_path, result.probabilities, compression="zlib")
+        tifffile.imwrite(prob_path, result.probabilities, compression="zlib", photometric="minisblack")

@@ -1,0 +1,79 @@
+"""Whole-image segmentation: layouts, stacks, channels, and the large-image (banded, on-disk) path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import napari_usema.segmentation as segmentation
+from napari_usema.channels import ChannelError
+from napari_usema.checkpoint import load_checkpoint
+from napari_usema.segmentation import disk_array, drive, infer_layout, segment
+from napari_usema.tiling import TilingConfig
+
+TILING = TilingConfig(tile=64, overlap=0.25, batch=2, device="cpu")
+
+
+def test_layouts() -> None:
+    assert infer_layout((100, 120), 1, None) == segmentation.Layout(False, False)
+    assert infer_layout((100, 120, 3), 3, None) == segmentation.Layout(False, True)
+    assert infer_layout((7, 100, 120), 1, None) == segmentation.Layout(True, False)
+    assert infer_layout((7, 100, 120, 3), 3, None) == segmentation.Layout(True, True)
+    with pytest.raises(ChannelError, match="choose a channel with --channel"):
+        infer_layout((7, 100, 120, 2), 1, None)
+    with pytest.raises(ChannelError, match="5 dimensions"):
+        infer_layout((1, 2, 3, 4, 5), 1, None)
+
+
+def test_instance_segmentation_of_a_grayscale_image(tiny_instance_checkpoint: Path) -> None:
+    loaded = load_checkpoint(tiny_instance_checkpoint)
+    image = np.random.default_rng(0).integers(0, 255, (90, 110), dtype=np.uint8)
+    progress = []
+    result = drive(segment(loaded, image, TILING, keep_probabilities=True), progress.append)
+    assert result.labels.shape == (90, 110) and result.labels.dtype == np.uint16
+    assert result.probabilities.shape == (3, 90, 110)
+    np.testing.assert_allclose(result.probabilities.sum(0), 1, atol=1e-5)
+    assert progress[-1].done == progress[-1].total and progress[-1].fraction == 1
+
+
+def test_stack_runs_plane_by_plane(tiny_instance_checkpoint: Path) -> None:
+    loaded = load_checkpoint(tiny_instance_checkpoint)
+    stack = np.random.default_rng(1).normal(size=(3, 70, 80)).astype(np.float32)
+    progress = []
+    result = drive(segment(loaded, stack, TILING), progress.append)
+    assert result.labels.shape == (3, 70, 80)
+    assert sorted({p.plane for p in progress}) == [0, 1, 2] and all(p.planes == 3 for p in progress)
+
+
+def test_rgb_into_one_channel_model_needs_a_channel(tiny_instance_checkpoint: Path) -> None:
+    loaded = load_checkpoint(tiny_instance_checkpoint)
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    with pytest.raises(ChannelError, match="pick a channel"):
+        drive(segment(loaded, rgb, TILING))
+    assert drive(segment(loaded, rgb, TILING, channel=1)).labels.shape == (64, 64)
+
+
+def test_semantic_model_gives_class_ids(tiny_semantic_checkpoint: Path) -> None:
+    loaded = load_checkpoint(tiny_semantic_checkpoint)
+    rgb = np.random.default_rng(2).integers(0, 255, (70, 90, 3), dtype=np.uint8)
+    result = drive(segment(loaded, rgb, TILING, keep_probabilities=True))
+    assert result.labels.dtype == np.uint8 and set(np.unique(result.labels)) <= {0, 1}
+    np.testing.assert_array_equal(result.labels, result.probabilities.argmax(0))
+    assert result.class_names == ("background", "polyp")
+
+
+def test_large_plane_path_matches_the_in_memory_path(intensity_model, tmp_path: Path, monkeypatch) -> None:
+    from conftest import disk_image
+
+    image = disk_image((300, 260), [(y, x) for y in range(20, 300, 45) for x in range(20, 260, 45)], 12)
+    small = drive(segment(intensity_model, image, TILING)).labels
+    assert small.max() == 42
+    monkeypatch.setattr(segmentation, "LARGE_PLANE_PIXELS", 100)  # force the banded, on-disk path
+    out = disk_array(tmp_path / "labels.zarr", image.shape, np.uint32, rows=64)
+    large = np.asarray(drive(segment(intensity_model, image, TILING, labels_out=out)).labels)
+    assert large.max() == 42
+    from napari_usema.metrics import instance_f1
+
+    assert instance_f1(small, large).f1 == 1.0
