@@ -1,0 +1,148 @@
+"""Training: targets, sampling, losses, a short run with resume, DDP over two CPU ranks, fine-tuning."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_usema.checkpoint import CheckpointMetadata, load_checkpoint, read_metadata
+from napari_usema.finetune import FINETUNE_DEFAULTS, CorrectedPair, FinetuneError, finetune, versioned_path
+from napari_usema.model import preset
+from napari_usema.normalization import NormalizationRecipe
+from napari_usema.training.data import AugmentConfig, PatchSampler, make_sample
+from napari_usema.training.losses import deep_supervision_loss, dice_ce_loss
+from napari_usema.training.trainer import TrainingConfig, output_paths, train
+
+HERE = Path(__file__).parent
+
+
+def blobs(seed: int, shape: tuple[int, int] = (64, 64), n: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = np.zeros(shape, np.int32)
+    for k in range(1, n + 1):
+        y, x = rng.integers(6, shape[0] - 6), rng.integers(6, shape[1] - 6)
+        labels[y - 4 : y + 4, x - 4 : x + 4] = k
+    image = (labels > 0) * 200 + rng.integers(0, 30, shape)
+    return image.astype(np.uint8), labels
+
+
+def sample(seed: int, **kw):
+    image, labels = blobs(seed)
+    return make_sample(f"s{seed}", image, labels, task="instance", in_channels=1, recipe=NormalizationRecipe(), **kw)
+
+
+def test_patch_sampler_shapes_and_foreground_oversampling() -> None:
+    s = sample(0)
+    sampler = PatchSampler([s], patch=32, augment=AugmentConfig(), foreground_oversample=1.0)
+    images, targets, weights = sampler.batch([0, 0, 0, 0], np.random.default_rng(0))
+    assert images.shape == (4, 1, 32, 32) and targets.shape == (4, 32, 32) and weights.shape == (4, 32, 32)
+    assert all((t > 0).any() for t in targets)  # every patch centred near a cell
+    assert set(np.unique(targets.numpy())) <= {0, 1, 2}
+
+
+def test_small_images_are_padded_with_zero_weight() -> None:
+    image, labels = blobs(1, shape=(20, 24), n=1)
+    s = make_sample("small", image, labels, task="instance", in_channels=1, recipe=NormalizationRecipe())
+    _, _, weights = PatchSampler([s], patch=32, augment=None).batch([0], np.random.default_rng(0))
+    assert weights.sum() == 20 * 24
+
+
+def test_loss_is_low_for_the_right_answer_and_respects_weights() -> None:
+    target = torch.randint(0, 3, (2, 16, 16))
+    good = torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float() * 20
+    bad = -good
+    weight = torch.ones(2, 16, 16)
+    assert dice_ce_loss(good, target, weight) < 0.01 < dice_ce_loss(bad, target, weight)
+    assert dice_ce_loss(bad, target, torch.zeros_like(weight)) < 1.01  # only the empty-dice term is left
+    multi = deep_supervision_loss([good, good[..., ::2, ::2]], target, weight)
+    assert multi < 0.01
+
+
+def test_training_runs_saves_and_resumes(tmp_path: Path) -> None:
+    config = preset("tiny")
+    meta = CheckpointMetadata(config, "instance", provenance={"data": "blobs"})
+    schedule = TrainingConfig(steps=4, patch=32, batch=2, val_every=2, device="cpu", warmup_steps=1, val_tile=64)
+    out = tmp_path / "m.safetensors"
+    records = list(train([sample(0), sample(1)], [sample(2)], meta, schedule, out))
+    assert [r.step for r in records] == [1, 2, 3, 4]
+    assert records[1].val_metric is not None and records[0].val_metric is None
+    last, state = output_paths(out)
+    assert out.exists() and last.exists() and state.exists()
+    assert read_metadata(last).provenance["steps"] == 4 and read_metadata(out).provenance["data"] == "blobs"
+    resumed = list(
+        train([sample(0), sample(1)], [sample(2)], meta, TrainingConfig(**{**schedule.__dict__, "steps": 6}), out, resume=True)
+    )
+    assert [r.step for r in resumed] == [5, 6]
+
+
+def test_training_learns_blobs(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    config = preset("tiny")
+    meta = CheckpointMetadata(config, "instance")
+    schedule = TrainingConfig(steps=60, patch=32, batch=4, lr=3e-3, val_every=0, device="cpu", warmup_steps=5, val_tile=64)
+    records = list(train([sample(i) for i in range(4)], [sample(9)], meta, schedule, tmp_path / "m.safetensors"))
+    assert np.mean([r.loss for r in records[-10:]]) < 0.6 * np.mean([r.loss for r in records[:5]])
+    assert records[-1].val_metric > 0.5  # F1@0.5 on a held-out blob image
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_ranks_hold_identical_weights(tmp_path: Path) -> None:
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE)}
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", str(HERE / "ddp_worker.py"), str(tmp_path)]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    for name, tensor in rank0["state"].items():
+        assert torch.equal(tensor, rank1["state"][name]), name
+    assert rank0["losses"] != rank1["losses"]  # each rank drew its own patches
+    assert (tmp_path / "ddp.safetensors").exists()
+
+
+def test_finetune_writes_a_new_checkpoint_and_never_touches_the_parent(tmp_path: Path) -> None:
+    from conftest import make_checkpoint
+
+    parent_path = make_checkpoint(tmp_path / "parent.safetensors")
+    before = parent_path.read_bytes()
+    parent = load_checkpoint(parent_path)
+    weights_before = {k: v.clone() for k, v in parent.model.state_dict().items()}
+    image, labels = blobs(3)
+    region = np.zeros(labels.shape, bool)
+    region[:32] = True
+    out = versioned_path(parent_path)
+    assert out.name == "parent.ft1.safetensors"
+    schedule = TrainingConfig(**{**FINETUNE_DEFAULTS.__dict__, "steps": 3, "patch": 32, "device": "cpu"})
+    records = list(finetune(parent, [CorrectedPair(image, labels, region, "blobs")], out, schedule))
+    assert len(records) == 3
+    assert parent_path.read_bytes() == before
+    assert all(torch.equal(v, parent.model.state_dict()[k]) for k, v in weights_before.items())
+    child = read_metadata(out)
+    assert child.provenance["parent"] == str(parent_path) and child.provenance["data"] == ["blobs"]
+    assert child.provenance["steps"] == 3 and child.provenance["kind"] == "fine-tune"
+    assert versioned_path(parent_path).name == "parent.ft2.safetensors"
+    assert not output_paths(out)[1].exists()  # no resumable state clutter for fine-tunes
+
+
+def test_finetune_refuses_bad_requests(tmp_path: Path) -> None:
+    from conftest import make_checkpoint
+
+    parent_path = make_checkpoint(tmp_path / "parent.safetensors")
+    parent = load_checkpoint(parent_path)
+    image, labels = blobs(4)
+    with pytest.raises(FinetuneError, match="must not replace its parent"):
+        list(finetune(parent, [CorrectedPair(image, labels)], parent_path))
+    with pytest.raises(FinetuneError, match="the labels are empty"):
+        list(finetune(parent, [CorrectedPair(image, np.zeros_like(labels))], tmp_path / "a.safetensors"))
+    with pytest.raises(FinetuneError, match="corrected region is empty"):
+        list(finetune(parent, [CorrectedPair(image, labels, np.zeros(labels.shape, bool))], tmp_path / "b.safetensors"))
+    (tmp_path / "c.safetensors").write_bytes(b"mine")
+    with pytest.raises(FinetuneError, match="pass --overwrite"):
+        list(finetune(parent, [CorrectedPair(image, labels)], tmp_path / "c.safetensors"))
+    assert (tmp_path / "c.safetensors").read_bytes() == b"mine"
