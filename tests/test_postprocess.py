@@ -103,3 +103,20 @@ def test_postprocess_of_a_2048_image_finds_every_cell() -> None:
     probs = probabilities_from_labels(disks((2048, 2048), centres, 14))
     labels = instances_from_probabilities(probs)
     assert labels.max() == len(centres)
+
+
+def test_fill_holes_fills_only_holes_enclosed_by_one_label() -> None:
+    from napari_usema.postprocess import fill_label_holes
+
+    labels = np.zeros((12, 20), np.uint16)
+    labels[1:6, 1:6] = 1
+    labels[3, 3] = 0  # a hole inside cell 1: filled
+    labels[1:6, 8:12], labels[1:6, 12:16] = 2, 3
+    labels[3, 11:13] = 0  # a gap bordered by cells 2 and 3: kept
+    labels[8:12, 0:4] = 4
+    labels[11, 1] = 0  # a notch open to the image edge: kept
+    filled = fill_label_holes(labels)
+    assert filled[3, 3] == 1
+    assert filled[3, 11] == 0 and filled[3, 12] == 0
+    assert filled[11, 1] == 0
+    assert (filled[labels > 0] == labels[labels > 0]).all()

@@ -11,9 +11,8 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage import segmentation
 
-from napari_usema.postprocess import WatershedConfig, fill_label_holes, remove_small_regions
+from napari_usema.postprocess import WatershedConfig, fill_label_holes, remove_small_regions, seeded_watershed
 
 
 class _UnionFind:
@@ -85,8 +84,9 @@ def instances_banded(
     """Instance labels of a whole image, computed band by band; returns the instance count.
 
     Args:
-        interior: ``(H, W)`` interior probability (float in [0, 1]), any sliceable array.
-        foreground: ``(H, W)`` interior + boundary probability.
+        interior: ``(H, W)`` interior probability (float in [0, 1], or uint8 0..255 with thresholds
+            scaled to match), any sliceable array.
+        foreground: ``(H, W)`` interior + boundary probability, same scale.
         out: ``(H, W)`` uint32 array-like to write labels into (memory, memmap or zarr).
         config: Post-processing parameters (same meaning as for whole images).
         band: Rows per band.
@@ -105,9 +105,7 @@ def instances_banded(
         seeds = np.asarray(out[a:b]).copy()
         if previous is not None:  # rows above r0 already hold watershed labels: restore their seeds
             seeds[: r0 - a] = previous
-        fg = np.asarray(foreground[a:b], np.float32)
-        mask = (fg > config.foreground_threshold) | (seeds > 0)
-        labels = segmentation.watershed(-fg, seeds, mask=mask)
+        labels = seeded_watershed(np.asarray(foreground[a:b]), seeds, config.foreground_threshold)
         if config.fill_holes:
             labels = fill_label_holes(labels)
         previous = seeds[max(r1 - halo, 0) - a : r1 - a].copy() if r1 < h else None

@@ -24,6 +24,7 @@ FINETUNE_DEFAULTS = TrainingConfig(
     val_every=0,
     foreground_oversample=0.5,
     save_state=False,
+    frozen_encoder_stages=1,
     augment=AugmentConfig(scale_range=(0.8, 1.25)),
 )
 

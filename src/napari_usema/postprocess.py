@@ -60,9 +60,7 @@ def instances_from_probabilities(probs: np.ndarray, config: WatershedConfig = Wa
     else:
         seeds = remove_small_regions(interior > config.interior_threshold, config.min_size)
         markers, _ = ndi.label(seeds)
-        foreground = (probs[1] + probs[2]) > config.foreground_threshold
-        foreground |= seeds
-        labels = segmentation.watershed(-(probs[1] + probs[2]), markers, mask=foreground)
+        labels = seeded_watershed(probs[1] + probs[2], markers, config.foreground_threshold)
         if config.fill_holes:
             labels = fill_label_holes(labels)
     labels, _, _ = segmentation.relabel_sequential(labels)
@@ -81,16 +79,55 @@ def remove_small_regions(mask: np.ndarray, min_size: int) -> np.ndarray:
     return keep[regions]
 
 
+def seeded_watershed(foreground_prob: np.ndarray, markers: np.ndarray, threshold: float) -> np.ndarray:
+    """Flood labelled seeds over ``foreground_prob > threshold``, highest probability first.
+
+    Same result as ``skimage.segmentation.watershed(-p, markers, mask=fg | seeds)``, but only the
+    pixels that can change (foreground outside the seeds, and the seeds' rims) enter the flood, which
+    makes it several times faster: seeds cover most of a cell.
+    """
+    seeds = markers > 0
+    free = (foreground_prob > threshold) & ~seeds
+    if not free.any():
+        return markers
+    rims = seeds & ndi.binary_dilation(free)  # seed pixels that touch floodable ones
+    labels = segmentation.watershed(_elevation(foreground_prob), np.where(rims, markers, 0), mask=free | rims)
+    return np.where(seeds, markers, labels)
+
+
+def _elevation(foreground_prob: np.ndarray) -> np.ndarray:
+    """uint8 landscape, low where foreground is likely: skimage floods uint8 markedly faster than
+    floats, and the banded path stores probabilities as uint8 anyway, so both paths agree."""
+    if foreground_prob.dtype == np.uint8:
+        return 255 - foreground_prob
+    return (255.5 - np.clip(foreground_prob, 0, 1) * 255).astype(np.uint8)
+
+
 def fill_label_holes(labels: np.ndarray) -> np.ndarray:
-    """Fill holes inside each instance (a hole is background enclosed by one label)."""
+    """Fill holes: background regions that do not touch the image edge and border one label only."""
+    background, n = ndi.label(labels == 0)
+    if n == 0:
+        return labels
+    edge = np.unique(np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]]))
+    candidate = (background > 0) & ~np.isin(background, edge)  # enclosed background: usually a few pixels
+    if not candidate.any():
+        return labels
+    ys, xs = np.nonzero(ndi.binary_dilation(candidate, np.ones((3, 3), bool)))
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1  # work inside their bounding box
+    box, comp, cand = labels[y0:y1, x0:x1].astype(np.int64), background[y0:y1, x0:x1], candidate[y0:y1, x0:x1]
+    big = np.iinfo(np.int64).max
+    highest = ndi.grey_dilation(box, size=(3, 3))[cand]  # largest label next to each candidate pixel
+    lowest = ndi.grey_erosion(np.where(box > 0, box, big), size=(3, 3))[cand]  # smallest non-zero one
+    ids = comp[cand]
+    hi = np.zeros(n + 1, np.int64)
+    lo = np.full(n + 1, big, np.int64)
+    np.maximum.at(hi, ids, highest)
+    np.minimum.at(lo, ids, lowest)
+    fill = np.where((hi == lo) & (hi > 0), hi, 0)
+    fill[0] = 0
     out = labels.copy()
-    for index, sl in enumerate(ndi.find_objects(labels), start=1):
-        if sl is None:
-            continue
-        own = labels[sl] == index
-        filled = ndi.binary_fill_holes(own)
-        holes = filled & ~own & (labels[sl] == 0)
-        out[sl][holes] = index
+    region = out[y0:y1, x0:x1]
+    region[cand] = fill[ids].astype(labels.dtype)
     return out
 
 

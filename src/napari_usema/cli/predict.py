@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     )
     loaded = load_checkpoint(resolve_model(args.model))
     mine = shard(files, world)
-    bar = ProgressBar(len(mine), f"predict (rank {world.rank})" if world.distributed else "predict", unit="image")
+    bar = ProgressBar(len(mine), f"predict (rank {world.rank})" if world.distributed else "predict", unit="batch")
     try:
         for i, path in enumerate(mine):
             bar.reset(1, f"{path.name}")

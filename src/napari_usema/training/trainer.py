@@ -49,6 +49,9 @@ class TrainingConfig:
     watershed: WatershedConfig = field(default_factory=WatershedConfig)
     val_tile: int = 512
     save_state: bool = True  # also write NAME.last.safetensors and the resumable NAME.state.pt
+    # Keep the first N encoder stages fixed: their full-resolution backward pass dominates a step's
+    # cost on a CPU, and low-level features transfer well (used by fine-tuning).
+    frozen_encoder_stages: int = 0
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,10 @@ def train(
     torch.manual_seed(config.seed)
     model = init_model if init_model is not None else build_model(metadata.config)
     model = model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    for stage in model.encoder[: config.frozen_encoder_stages]:
+        stage.requires_grad_(False)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
     start, best, history = 0, -1.0, []
     if resume and state_path.exists():
@@ -151,7 +157,7 @@ def train(
         loss = deep_supervision_loss(outputs, targets, weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
         optimizer.step()
         scheduler.step()
         done = step + 1
