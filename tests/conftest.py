@@ -58,12 +58,12 @@ class IntensityNet(torch.nn.Module):
 
 @pytest.fixture
 def intensity_model():
-    """A LoadedModel around IntensityNet, with an instance task and no normalisation."""
+    """A LoadedModel around IntensityNet, with an instance task and percentile normalisation."""
     from napari_usema.checkpoint import LoadedModel
     from napari_usema.normalization import NormalizationRecipe
 
     config = preset("tiny")
-    meta = CheckpointMetadata(config, "instance", normalization=NormalizationRecipe("none"))
+    meta = CheckpointMetadata(config, "instance", normalization=NormalizationRecipe("percentile", 1, 99.8))
     return LoadedModel(IntensityNet(config), meta)
 
 

@@ -1,0 +1,1 @@
+"""napari front end: dock widgets that translate layers and widget values into engine calls."""

@@ -1,0 +1,157 @@
+"""The Fine-tune section: collect corrected image/label pairs, train in the background, swap the model in."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+from napari.layers import Image, Labels, Shapes
+from napari.qt.threading import GeneratorWorker, create_worker
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info
+
+from napari_usema._widgets.layers import region_mask
+from napari_usema._widgets.plot import LossPlot
+from napari_usema._widgets.segment import SegmentSection, layer_array
+from napari_usema.finetune import FINETUNE_DEFAULTS, CorrectedPair, check_output, finetune, versioned_path
+from napari_usema.training.trainer import TrainingProgress
+
+NO_REGION = "whole image"
+
+
+class FinetuneSection(Container):
+    """Click-to-correct: paint fixes into the labels, add the pair, Fine-tune, then re-segment."""
+
+    def __init__(self, segment: SegmentSection, output_folder: Path | None = None) -> None:
+        self.segment = segment
+        self.viewer = segment.viewer
+        self.pairs: list[CorrectedPair] = []
+        self.worker: GeneratorWorker | None = None
+        self.saved: Path | None = None
+        self._progress: progress | None = None
+        d = FINETUNE_DEFAULTS
+        self.labels_layer = ComboBox(label="Corrected labels", choices=self._labels_layers, nullable=True)
+        self.region = ComboBox(
+            label="Corrected region", choices=self._region_layers, tooltip="train only inside these shapes/labels"
+        )
+        self.add_button = PushButton(text="Add image + labels pair")
+        self.pairs_info = Label(label="", value="No pairs yet.")
+        self.steps = SpinBox(label="Steps", value=d.steps, min=1, max=100_000)
+        self.lr = FloatSpinBox(label="Learning rate", value=d.lr, min=1e-6, max=1e-1, step=1e-4)
+        self.folder = FileEdit(label="Save to", mode="d", value=output_folder or Path.home() / "usema-models")
+        self.run_button = PushButton(text="Fine-tune")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.resegment_button = PushButton(text="Re-segment with the new model", enabled=False)
+        self.plot = LossPlot()
+        self.status = Label(label="")
+        super().__init__(widgets=[
+            self.labels_layer, self.region, self.add_button, self.pairs_info, self.steps, self.lr, self.folder,
+            self.run_button, self.cancel_button, self.resegment_button, self.status,
+        ])  # fmt: skip
+        self.native.layout().insertWidget(9, self.plot.canvas)  # a Qt canvas among magicgui widgets
+        self.add_button.changed.connect(self.add_pair)
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(lambda: self.worker.quit() if self.worker else None)
+        self.resegment_button.changed.connect(self.segment.run)
+
+    def reset_choices(self, *_: Any) -> None:
+        """Refresh drop-downs; default to the labels that the last Segment run produced."""
+        super().reset_choices()
+        state = self.segment.state
+        if self.labels_layer.value is None and state is not None and state.labels in self.viewer.layers:
+            self.labels_layer.value = state.labels
+
+    def _labels_layers(self, _: Any = None) -> list[tuple[str, Labels]]:
+        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Labels)]
+
+    def _region_layers(self, _: Any = None) -> list[tuple[str, Any]]:
+        layers = [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Shapes | Labels)]
+        return [(NO_REGION, None), *layers]
+
+    def add_pair(self) -> bool:
+        """Add the Segment section's image with the chosen (corrected) labels; False if refused."""
+        image: Image | None = self.segment.image.value
+        labels: Labels | None = self.labels_layer.value
+        try:
+            if image is None:
+                raise ValueError("choose the image in the Segment section first")
+            if labels is None:
+                raise ValueError("there is no labels layer: segment the image, then correct its labels")
+            data, truth = np.asarray(layer_array(image)), np.asarray(labels.data)
+            if truth.shape != data.shape[: truth.ndim] or truth.ndim != 2:
+                raise ValueError(f"labels {truth.shape} do not match the 2-D image {data.shape}")
+            if not truth.any():
+                raise ValueError(f"the labels layer {labels.name!r} is empty: paint some objects first")
+            region = region_mask(self.region.value, truth.shape)
+            if region is not None and not region.any():
+                raise ValueError("the corrected region is empty: draw around what you corrected")
+        except ValueError as err:
+            show_error(str(err))
+            return False
+        self.pairs.append(CorrectedPair(data, truth.copy(), region, image.name))
+        self.pairs_info.value = f"{len(self.pairs)} pair(s): " + ", ".join(p.name for p in self.pairs)
+        return True
+
+    def output_path(self) -> Path:
+        loaded = self.segment.loaded
+        parent = loaded.path if loaded and loaded.path else Path("model.safetensors")
+        folder = Path(self.folder.value)
+        folder.mkdir(parents=True, exist_ok=True)
+        return versioned_path(parent, folder)
+
+    def run(self) -> GeneratorWorker | None:
+        """Fine-tune on the collected pairs (or the current pair if none were added)."""
+        loaded = self.segment.loaded
+        if loaded is None:
+            show_error("choose a model in the Segment section first")
+            return None
+        if not self.pairs and not self.add_pair():
+            return None
+        out = self.output_path()
+        try:
+            check_output(loaded.path, out, overwrite=False)
+        except ValueError as err:
+            show_error(str(err))
+            return None
+        config = dataclasses.replace(
+            FINETUNE_DEFAULTS, steps=self.steps.value, lr=self.lr.value, device=self.segment.device.value
+        )
+        channel = None if self.segment.channel.value == "auto" else int(self.segment.channel.value)
+        self.plot.clear()
+        self.worker = create_worker(finetune, loaded, list(self.pairs), out, config, channel=channel)
+        self.worker.yielded.connect(self._on_step)
+        self.worker.returned.connect(lambda _=None, path=out: self._on_saved(path))
+        self.worker.errored.connect(lambda err: show_error(f"Fine-tuning failed: {err}"))
+        self.worker.aborted.connect(lambda: self._set_status("Cancelled: nothing was saved; the model is unchanged."))
+        self.worker.finished.connect(self._on_finished)
+        self.run_button.enabled, self.cancel_button.enabled = False, True
+        self._set_status(f"Fine-tuning {loaded.path.name if loaded.path else 'the model'} on {len(self.pairs)} pair(s)…")
+        self.worker.start()
+        return self.worker
+
+    def _on_step(self, record: TrainingProgress) -> None:
+        if self._progress is None:
+            self._progress = progress(total=record.steps, desc="USEMA fine-tuning")
+        self._progress.n = record.step
+        self._progress.refresh()
+        self.plot.add(record.step, record.loss)
+
+    def _on_saved(self, path: Path) -> None:
+        self.saved = path
+        self.segment.use_checkpoint(path)
+        self.resegment_button.enabled = True
+        self._set_status(f"Saved {path.name}; it is now the Segment model (the parent is unchanged).")
+        show_info(f"Fine-tuned model saved to {path}. Click 'Re-segment with the new model' to see it.")
+
+    def _on_finished(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+        self.run_button.enabled, self.cancel_button.enabled = True, False
+        self.worker = None
+
+    def _set_status(self, text: str) -> None:
+        self.status.value = text

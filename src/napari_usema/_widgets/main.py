@@ -1,0 +1,37 @@
+"""The USEMA dock widget: Segment, Post-process and Fine-tune sections sharing one model object."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from qtpy.QtWidgets import QScrollArea, QTabWidget, QVBoxLayout, QWidget
+
+from napari_usema._widgets.finetune import FinetuneSection
+from napari_usema._widgets.postprocess import PostprocessSection
+from napari_usema._widgets.segment import SegmentSection
+
+
+class UsemaWidget(QWidget):
+    """One dock widget, three tabs. The sections get the Segment section (and its model) explicitly."""
+
+    def __init__(self, napari_viewer: Any, output_folder: Path | None = None) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.segment = SegmentSection(napari_viewer)
+        self.postprocess = PostprocessSection(self.segment)
+        self.finetune = FinetuneSection(self.segment, output_folder)
+        self.tabs = QTabWidget()
+        for title, section in (("Segment", self.segment), ("Post-process", self.postprocess), ("Fine-tune", self.finetune)):
+            scroll = QScrollArea()
+            scroll.setWidgetResizable(True)
+            scroll.setWidget(section.native)
+            self.tabs.addTab(scroll, title)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.tabs)
+
+    def reset_choices(self, *_: Any) -> None:
+        """napari calls this when layers change: refresh every layer drop-down."""
+        for section in (self.segment, self.postprocess, self.finetune):
+            section.reset_choices()

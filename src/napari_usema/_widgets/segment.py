@@ -1,0 +1,221 @@
+"""The Segment section: pick a model and an image, run tiled inference in the background, show labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+from napari.layers import Image, Labels
+from napari.qt.threading import GeneratorWorker, create_worker
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info
+from psygnal import Signal
+
+from napari_usema._widgets.layers import spatial_transform, write_owned_labels
+from napari_usema.bundled import available_models, resolve_model
+from napari_usema.channels import plan_channels
+from napari_usema.checkpoint import LoadedModel, load_checkpoint
+from napari_usema.inference import InferenceProgress, available_devices
+from napari_usema.postprocess import WatershedConfig
+from napari_usema.segmentation import LARGE_PLANE_PIXELS, SegmentationResult, infer_layout, segment
+from napari_usema.tiling import TilingConfig
+
+BROWSE = "Browse for a checkpoint…"
+AUTO = "auto"
+
+
+@dataclass
+class SegmentationState:
+    """What the last run left for post-processing and fine-tuning."""
+
+    image: Image
+    labels: Labels
+    probabilities: np.ndarray | None  # ([Z,] K, H, W), None for planes too large to cache
+    loaded: LoadedModel
+
+
+def layer_array(layer: Image) -> Any:
+    """The full-resolution data of an image layer (level 0 of a multiscale pyramid)."""
+    return layer.data[0] if layer.multiscale else layer.data
+
+
+class SegmentSection(Container):
+    """Model, image, device and tiling choices; Segment and Cancel; progress in napari's activity dock."""
+
+    segmented = Signal(object)  # SegmentationState
+    model_changed = Signal(object)  # LoadedModel
+
+    def __init__(self, viewer: Any, watershed: WatershedConfig | None = None) -> None:
+        defaults = TilingConfig()
+        self.viewer = viewer
+        self.watershed = watershed or WatershedConfig()
+        self.loaded: LoadedModel | None = None
+        self.state: SegmentationState | None = None
+        self.worker: GeneratorWorker | None = None
+        self._progress: progress | None = None
+        self._extra_models: dict[str, Path] = {}
+        self.model = ComboBox(label="Model", choices=self._model_choices, tooltip="bundled models, or a checkpoint file")
+        self.checkpoint = FileEdit(label="Checkpoint", filter="*.safetensors", visible=False)
+        self.info = Label(label="")
+        self.image = ComboBox(label="Image", choices=self._image_layers, nullable=True)
+        self.channel = ComboBox(label="Channel", choices=[AUTO], tooltip="for images with more channels than the model takes")
+        self.device = ComboBox(label="Device", choices=available_devices(), value=defaults.device)
+        self.tile = SpinBox(label="Tile", value=defaults.tile, min=16, max=8192, step=16)
+        self.overlap = FloatSpinBox(label="Overlap", value=defaults.overlap, min=0.0, max=0.9, step=0.05)
+        self.batch = SpinBox(label="Batch", value=defaults.batch, min=1, max=256)
+        self.tta = CheckBox(text="Mirror TTA (4x slower)", value=defaults.tta)
+        self.show_probabilities = CheckBox(text="Add probability layer", value=False)
+        self.new_layer = CheckBox(text="New layer for each run", value=False)
+        self.run_button = PushButton(text="Segment")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.status = Label(label="")
+        super().__init__(widgets=[
+            self.model, self.checkpoint, self.info, self.image, self.channel, self.device, self.tile, self.overlap,
+            self.batch, self.tta, self.show_probabilities, self.new_layer, self.run_button, self.cancel_button, self.status,
+        ])  # fmt: skip
+        self.model.changed.connect(self._on_model_choice)
+        self.checkpoint.changed.connect(lambda path: self.use_checkpoint(Path(path)))
+        self.image.changed.connect(self._on_image)
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self._on_model_choice(self.model.value)
+
+    # --- choices -------------------------------------------------------------------------------
+    def _model_choices(self, _: Any = None) -> list[str]:
+        return [*available_models(), *self._extra_models, BROWSE]
+
+    def _image_layers(self, _: Any = None) -> list[tuple[str, Image]]:
+        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image)]
+
+    def reset_choices(self, *_: Any) -> None:
+        """Refresh drop-downs; pick the newest image when none is chosen yet."""
+        super().reset_choices()
+        images = self._image_layers()
+        if self.image.value is None and images:
+            self.image.value = images[-1][1]
+
+    def _on_image(self, layer: Image | None) -> None:
+        choices: list[Any] = [AUTO]
+        if layer is not None and not layer.rgb and layer.data.ndim >= 3 and layer.data.shape[-1] <= 4:
+            choices += list(range(layer.data.shape[-1]))
+        self.channel.choices = choices
+
+    # --- model ---------------------------------------------------------------------------------
+    def _on_model_choice(self, choice: str | None) -> None:
+        self.checkpoint.visible = choice == BROWSE
+        if choice is None or choice == BROWSE:
+            return
+        path = self._extra_models.get(choice) or resolve_model(choice)
+        self.use_checkpoint(path, select=False)
+
+    def use_checkpoint(self, path: Path, *, select: bool = True) -> None:
+        """Load a checkpoint (errors become a notification) and make it the current model."""
+        try:
+            loaded = load_checkpoint(path)
+        except (ValueError, OSError) as err:
+            show_error(f"Could not load the model: {err}")
+            return
+        if select and path.name not in available_models():
+            self._extra_models[path.name] = path
+            self.model.reset_choices()
+            self.model.value = path.name
+        self.use_model(loaded)
+
+    def use_model(self, loaded: LoadedModel) -> None:
+        """Make ``loaded`` the model for the next runs (it stays loaded between runs)."""
+        from napari_usema.model import count_parameters
+
+        self.loaded = loaded
+        meta = loaded.metadata
+        self.info.value = (
+            f"{meta.task}: {', '.join(meta.class_names)} | {meta.input_channels} input channel(s) | "
+            f"{count_parameters(loaded.model) / 1e6:.1f}M parameters"
+        )
+        self.model_changed.emit(loaded)
+
+    # --- running -------------------------------------------------------------------------------
+    def tiling(self) -> TilingConfig:
+        return TilingConfig(
+            tile=self.tile.value, overlap=self.overlap.value, batch=self.batch.value, tta=self.tta.value, device=self.device.value
+        )
+
+    def run(self) -> GeneratorWorker | None:
+        """Start segmentation in a worker thread; returns the worker (None if the input is refused)."""
+        layer, channel = self.image.value, None if self.channel.value == AUTO else int(self.channel.value)
+        try:
+            if self.loaded is None:
+                raise ValueError("choose a model first")
+            if layer is None:
+                raise ValueError("there is no image layer to segment: open an image first")
+            data = layer_array(layer)
+            layout = infer_layout(tuple(data.shape), self.loaded.metadata.input_channels, channel)
+            plane_shape = data.shape[1:] if layout.stacked else data.shape
+            plan_channels(tuple(plane_shape), self.loaded.metadata.input_channels, channel)
+        except ValueError as err:
+            show_error(str(err))
+            return None
+        h, w = plane_shape[:2]
+        keep = h * w <= LARGE_PLANE_PIXELS
+        self.worker = create_worker(
+            segment, self.loaded, data, self.tiling(), self.watershed, channel=channel, keep_probabilities=keep
+        )
+        self.worker.yielded.connect(self._on_progress)
+        self.worker.returned.connect(lambda result, img=layer: self._on_result(result, img))
+        self.worker.errored.connect(lambda err: show_error(f"Segmentation failed: {err}"))
+        self.worker.aborted.connect(lambda: self._set_status("Cancelled: no layer was changed."))
+        self.worker.finished.connect(self._on_finished)
+        self.run_button.enabled, self.cancel_button.enabled = False, True
+        self._set_status(f"Segmenting {layer.name}…")
+        self.worker.start()
+        return self.worker
+
+    def cancel(self) -> None:
+        """Stop after the current batch; nothing is added to the viewer."""
+        if self.worker is not None:
+            self.worker.quit()
+
+    def _on_progress(self, p: InferenceProgress) -> None:
+        total = p.total * p.planes
+        if self._progress is None:
+            self._progress = progress(total=total, desc="USEMA segmentation")
+        self._progress.total = total
+        self._progress.n = p.plane * p.total + p.done
+        self._progress.refresh()
+        if p.message:
+            show_info(p.message)
+
+    def _on_result(self, result: SegmentationResult, image: Image) -> None:
+        assert self.loaded is not None
+        suffix = "labels" if result.task == "instance" else "classes"
+        kwargs: dict[str, Any] = {}
+        if result.task == "semantic":
+            kwargs["features"] = {"class": list(result.class_names)}
+        labels = write_owned_labels(
+            self.viewer, np.asarray(result.labels), f"{image.name} {suffix}", image, force_new=self.new_layer.value, **kwargs
+        )
+        labels.metadata["usema_model"] = str(self.loaded.path) if self.loaded.path else "in-memory model"
+        if self.show_probabilities.value and result.probabilities is not None:
+            name = f"{image.name} probabilities"
+            if name in self.viewer.layers:
+                self.viewer.layers[name].data = result.probabilities
+            else:
+                self.viewer.add_image(
+                    result.probabilities, name=name, colormap="magma", opacity=0.6, visible=False, **spatial_transform(image)
+                )
+        self.state = SegmentationState(image, labels, result.probabilities, self.loaded)
+        count = int(np.asarray(result.labels).max())
+        self._set_status(f"{count} {'objects' if result.task == 'instance' else 'as highest class id'} in {labels.name}")
+        self.segmented.emit(self.state)
+
+    def _on_finished(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+        self.run_button.enabled, self.cancel_button.enabled = True, False
+        self.worker = None
+
+    def _set_status(self, text: str) -> None:
+        self.status.value = text

@@ -1,0 +1,154 @@
+"""The napari dock widget, driven as a user would: segment, cancel, tune, correct and fine-tune."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("napari")
+
+from napari_usema._sample_data import load_nuclei
+from napari_usema.checkpoint import load_checkpoint
+from napari_usema.segmentation import drive, segment
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def dock(make_napari_viewer, tmp_path: Path):
+    from napari_usema._widgets.main import UsemaWidget
+
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(load_nuclei(), name="nuclei")
+    widget = UsemaWidget(viewer, output_folder=tmp_path / "models")
+    viewer.window.add_dock_widget(widget, name="USEMA")
+    widget.reset_choices()
+    return viewer, widget
+
+
+def wait_for_worker(qtbot, section) -> None:
+    qtbot.waitUntil(lambda: section.worker is None, timeout=120_000)
+
+
+def test_segment_sample_adds_the_engines_labels(dock, qtbot, intensity_model) -> None:
+    viewer, widget = dock
+    widget.segment.use_model(intensity_model)
+    widget.segment.tile.value = 128
+    assert widget.segment.run() is not None
+    qtbot.waitUntil(lambda: "nuclei labels" in viewer.layers, timeout=120_000)
+    wait_for_worker(qtbot, widget.segment)
+    labels = viewer.layers["nuclei labels"].data
+    expected = drive(segment(intensity_model, load_nuclei(), widget.segment.tiling(), widget.segment.watershed)).labels
+    np.testing.assert_array_equal(labels, expected)
+    assert labels.max() > 50  # the sample has 146 nuclei; a threshold finds most of them
+    assert "objects" in widget.segment.status.value
+    # Re-running updates the same layer instead of piling up new ones.
+    widget.segment.run()
+    wait_for_worker(qtbot, widget.segment)
+    assert [layer.name for layer in viewer.layers] == ["nuclei", "nuclei labels"]
+
+
+def test_cancel_mid_run_leaves_no_layer(dock, qtbot, tiny_instance_checkpoint: Path) -> None:
+    viewer, widget = dock
+    viewer.layers["nuclei"].data = np.tile(load_nuclei(), (4, 4))  # many tiles, so there is time to cancel
+    widget.segment.use_checkpoint(tiny_instance_checkpoint)
+    widget.segment.tile.value, widget.segment.batch.value = 64, 1
+    seen = []
+    worker = widget.segment.run()
+    worker.yielded.connect(lambda p: (seen.append(p), widget.segment.cancel()))
+    wait_for_worker(qtbot, widget.segment)
+    assert 1 <= len(seen) < seen[0].total
+    assert [layer.name for layer in viewer.layers] == ["nuclei"]
+    assert "Cancelled" in widget.segment.status.value
+
+
+def test_slider_change_updates_labels_without_the_network(dock, qtbot, intensity_model) -> None:
+    viewer, widget = dock
+    widget.segment.use_model(intensity_model)
+    widget.segment.run()
+    wait_for_worker(qtbot, widget.segment)
+    layer = viewer.layers["nuclei labels"]
+    before = layer.data.copy()
+    calls = []
+    intensity_model.model.register_forward_hook(lambda *a: calls.append(1))
+    widget.postprocess.min_size.value = 400  # drops every small nucleus
+    qtbot.waitUntil(lambda: not np.array_equal(layer.data, before), timeout=10_000)
+    assert layer.data.max() < before.max()
+    assert calls == []
+    assert "re-computed in" in widget.postprocess.status.value
+
+
+def test_painted_corrections_are_never_overwritten(dock, qtbot, intensity_model) -> None:
+    viewer, widget = dock
+    widget.segment.use_model(intensity_model)
+    widget.segment.run()
+    wait_for_worker(qtbot, widget.segment)
+    layer = viewer.layers["nuclei labels"]
+    layer.data[0:5, 0:5] = 999  # a user's paint stroke
+    layer.refresh()
+    widget.segment.run()
+    wait_for_worker(qtbot, widget.segment)
+    assert layer.data[0, 0] == 999
+    assert "nuclei labels [2]" in viewer.layers
+
+
+def test_finetune_from_corrected_layer_saves_a_new_checkpoint(
+    dock, qtbot, tiny_instance_checkpoint: Path, tmp_path: Path
+) -> None:
+    viewer, widget = dock
+    before = tiny_instance_checkpoint.read_bytes()
+    widget.segment.use_checkpoint(tiny_instance_checkpoint)
+    truth = np.zeros(load_nuclei().shape, np.uint16)
+    truth[20:40, 20:40], truth[100:120, 60:90] = 1, 2
+    viewer.add_labels(truth, name="corrected")
+    widget.reset_choices()
+    widget.finetune.labels_layer.value = viewer.layers["corrected"]
+    widget.finetune.steps.value = 3
+    assert widget.finetune.add_pair()
+    worker = widget.finetune.run()
+    assert worker is not None
+    wait_for_worker(qtbot, widget.finetune)
+    saved = widget.finetune.saved
+    assert saved is not None and saved.exists() and saved.parent == tmp_path / "models"
+    assert saved.name == "tiny_instance.ft1.safetensors"
+    assert tiny_instance_checkpoint.read_bytes() == before
+    child = load_checkpoint(saved)
+    assert child.metadata.provenance["parent"] == str(tiny_instance_checkpoint)
+    assert widget.segment.loaded.path == saved  # the Segment section switched to the new model
+    assert len(widget.finetune.plot.losses) == 3
+    assert not torch.equal(
+        child.model.state_dict()["decoder.0.head.weight"],
+        load_checkpoint(tiny_instance_checkpoint).model.state_dict()["decoder.0.head.weight"],
+    )
+
+
+def test_bad_input_shows_a_notification_and_changes_nothing(
+    dock, qtbot, tiny_instance_checkpoint: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import napari_usema._widgets.finetune as ft
+    import napari_usema._widgets.segment as seg
+
+    viewer, widget = dock
+    errors: list[str] = []
+    monkeypatch.setattr(seg, "show_error", errors.append)
+    monkeypatch.setattr(ft, "show_error", errors.append)
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"\x00" * 5)
+    widget.segment.use_checkpoint(corrupt)
+    assert "truncated" in errors[-1]
+    widget.segment.use_checkpoint(tiny_instance_checkpoint)
+    viewer.add_image(np.zeros((2, 50, 60, 5), np.uint8), name="5 channels")
+    widget.reset_choices()
+    widget.segment.image.value = viewer.layers["5 channels"]
+    assert widget.segment.run() is None and "choose a channel" in errors[-1]
+    viewer.add_labels(np.zeros((260, 347), np.uint16), name="empty")
+    widget.reset_choices()
+    widget.segment.image.value = viewer.layers["nuclei"]
+    widget.finetune.labels_layer.value = viewer.layers["empty"]
+    assert widget.finetune.run() is None and "is empty" in errors[-1]
+    viewer.layers.clear()
+    widget.reset_choices()
+    assert widget.segment.run() is None and "no image layer" in errors[-1]
