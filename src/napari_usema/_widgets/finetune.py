@@ -51,6 +51,8 @@ class FinetuneSection(Container):
             self.labels_layer, self.region, self.add_button, self.pairs_info, self.steps, self.lr, self.folder,
             self.run_button, self.cancel_button, self.resegment_button, self.status,
         ])  # fmt: skip
+        self.pairs_info.native.setWordWrap(True)
+        self.status.native.setWordWrap(True)
         self.native.layout().insertWidget(9, self.plot.canvas)  # a Qt canvas among magicgui widgets
         self.add_button.changed.connect(self.add_pair)
         self.run_button.changed.connect(self.run)

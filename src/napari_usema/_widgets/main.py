@@ -30,6 +30,7 @@ class UsemaWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.tabs)
+        self.setMaximumWidth(460)
 
     def reset_choices(self, *_: Any) -> None:
         """napari calls this when layers change: refresh every layer drop-down."""

@@ -29,6 +29,7 @@ class PostprocessSection(Container):
         self.fill_holes = CheckBox(text="Fill holes", value=ws.fill_holes)
         self.status = Label(label="")
         super().__init__(widgets=[self.mode, self.interior, self.foreground, self.min_size, self.fill_holes, self.status])
+        self.status.native.setWordWrap(True)
         self._timer = QTimer()
         self._timer.setSingleShot(True)
         self._timer.setInterval(debounce_ms)  # a drag emits many values: recompute for the latest one

@@ -76,6 +76,8 @@ class SegmentSection(Container):
             self.model, self.checkpoint, self.info, self.image, self.channel, self.device, self.tile, self.overlap,
             self.batch, self.tta, self.show_probabilities, self.new_layer, self.run_button, self.cancel_button, self.status,
         ])  # fmt: skip
+        self.info.native.setWordWrap(True)
+        self.status.native.setWordWrap(True)
         self.model.changed.connect(self._on_model_choice)
         self.checkpoint.changed.connect(lambda path: self.use_checkpoint(Path(path)))
         self.image.changed.connect(self._on_image)

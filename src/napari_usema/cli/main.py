@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from napari_usema import __version__
-from napari_usema.cli import bench, evaluate, info, predict, train
+from napari_usema.cli import bench, demo, evaluate, info, predict, train
 
 COMMANDS = {
     "predict": predict,
@@ -16,6 +16,7 @@ COMMANDS = {
     "finetune": train,  # registers itself beside train: both share the data options
     "info": info,
     "bench": bench,
+    "demo": demo,  # imports napari only when run
 }
 
 
