@@ -152,3 +152,29 @@ def test_bad_input_shows_a_notification_and_changes_nothing(
     viewer.layers.clear()
     widget.reset_choices()
     assert widget.segment.run() is None and "no image layer" in errors[-1]
+
+
+def test_attention_explorer_reacts_to_a_click(dock, qtbot, tiny_instance_checkpoint: Path, tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    viewer, widget = dock
+    widget.segment.use_checkpoint(tiny_instance_checkpoint)
+    explorer = widget.attention
+    explorer.pick.value = True
+    assert explorer._on_click in viewer.mouse_drag_callbacks
+    explorer._on_click(viewer, SimpleNamespace(position=(120.0, 200.0)))
+    qtbot.waitUntil(lambda: "attention maps" in viewer.layers, timeout=60_000)
+    wait_for_worker(qtbot, explorer)
+    maps = viewer.layers["attention maps"]
+    assert maps.data.shape[1:] == (260, 347) and maps.data.shape[0] == len(maps.metadata["planes"])
+    assert maps.data[0].sum() == pytest.approx(1.0, abs=1e-4)  # stage 0 scores of the clicked pixel
+    assert maps.data[0, 120, 200] > 0
+    assert viewer.layers["attention queries"].data.tolist() == [[120, 200]]
+    assert "stage 0" in explorer.mean_info.value
+    explorer.budget.value = 5
+    explorer.run_dispersion()
+    wait_for_worker(qtbot, explorer)
+    assert explorer.steps and explorer.steps[0].crop == 16
+    explorer.folder.value = tmp_path / "export"
+    paths = explorer.export()
+    assert (tmp_path / "export" / "dispersion.json").exists() and any(p.name == "attention_120_200.tif" for p in paths)

@@ -7,13 +7,14 @@ from typing import Any
 
 from qtpy.QtWidgets import QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
+from napari_usema._widgets.attention import AttentionExplorer
 from napari_usema._widgets.finetune import FinetuneSection
 from napari_usema._widgets.postprocess import PostprocessSection
 from napari_usema._widgets.segment import SegmentSection
 
 
 class UsemaWidget(QWidget):
-    """One dock widget, three tabs. The sections get the Segment section (and its model) explicitly."""
+    """One dock widget, four tabs. The other sections get the Segment section (and its model) explicitly."""
 
     def __init__(self, napari_viewer: Any, output_folder: Path | None = None) -> None:
         super().__init__()
@@ -21,8 +22,15 @@ class UsemaWidget(QWidget):
         self.segment = SegmentSection(napari_viewer)
         self.postprocess = PostprocessSection(self.segment)
         self.finetune = FinetuneSection(self.segment, output_folder)
+        self.attention = AttentionExplorer(napari_viewer, self.segment)
         self.tabs = QTabWidget()
-        for title, section in (("Segment", self.segment), ("Post-process", self.postprocess), ("Fine-tune", self.finetune)):
+        sections = (
+            ("Segment", self.segment),
+            ("Post-process", self.postprocess),
+            ("Fine-tune", self.finetune),
+            ("Attention", self.attention),
+        )
+        for title, section in sections:
             scroll = QScrollArea()
             scroll.setWidgetResizable(True)
             scroll.setWidget(section.native)
@@ -34,5 +42,5 @@ class UsemaWidget(QWidget):
 
     def reset_choices(self, *_: Any) -> None:
         """napari calls this when layers change: refresh every layer drop-down."""
-        for section in (self.segment, self.postprocess, self.finetune):
+        for section in (self.segment, self.postprocess, self.finetune, self.attention):
             section.reset_choices()

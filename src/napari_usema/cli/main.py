@@ -7,13 +7,14 @@ import sys
 from collections.abc import Sequence
 
 from napari_usema import __version__
-from napari_usema.cli import bench, demo, evaluate, info, predict, train
+from napari_usema.cli import bench, demo, dispersion, evaluate, info, predict, train
 
 COMMANDS = {
     "predict": predict,
     "evaluate": evaluate,
     "train": train,
     "finetune": train,  # registers itself beside train: both share the data options
+    "dispersion": dispersion,
     "info": info,
     "bench": bench,
     "demo": demo,  # imports napari only when run

@@ -6,6 +6,7 @@ USEMA bottleneck and in the dispersion experiment.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -64,6 +65,9 @@ class SEMAAttention(nn.Module):
         self.qk = nn.Linear(dim, 2 * dim)
         self.lepe = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.rope = RoPE2d(self.head_dim, rope_base)
+        # Set by the dispersion module: called with (q, k, key_mask) per forward, to measure scores
+        # in chunks without materialising them. None (the default) costs nothing.
+        self.probe: Callable[[Tensor, Tensor, Tensor | None], None] | None = None
 
     def forward(
         self, x: Tensor, valid_hw: tuple[int, int] | None = None, return_weights: bool = False
@@ -129,6 +133,8 @@ class SEMAAttention(nn.Module):
             n_win = key_real.shape[0]
             mask = key_real[None, :, None, None, :].expand(b, n_win, 1, 1, -1).reshape(b * n_win, 1, 1, -1)
 
+        if self.probe is not None:
+            self.probe(qw, kw, mask)
         scores = None
         if return_weights:
             logits = (qw.float() @ kw.float().transpose(-2, -1)) * d**-0.5  # (B*nW, heads, T, T)

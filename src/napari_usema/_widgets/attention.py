@@ -1,0 +1,263 @@
+"""The Attention explorer: click a pixel to see where every head looks; plot attention dispersion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import CheckBox, Container, FileEdit, FloatSpinBox, Label, PushButton
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from napari.layers import Image
+from napari.qt.threading import GeneratorWorker, create_worker
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info
+
+from napari_usema._widgets.layers import spatial_transform
+from napari_usema._widgets.segment import SegmentSection, layer_array
+from napari_usema.attention_maps import StageAttention, query_attention, stack_maps
+from napari_usema.dispersion import ExperimentStep, experiment
+from napari_usema.dispersion_report import head_mean, write_report
+from napari_usema.inference import ImageSource
+
+CAPTURE_SIDE = 512  # maps are computed on a crop of at most this side around the clicked pixel
+POINTS = "attention queries"
+MAPS = "attention maps"
+
+
+def _attention_job(loaded: Any, chw: np.ndarray, point: tuple[int, int]):
+    yield "capturing"
+    return query_attention(loaded.model, chw, point)
+
+
+def _dispersion_job(loaded: Any, chw: np.ndarray, crops: list[int], budget: float):
+    steps = []
+    for step in experiment(loaded.model, chw, crops, budget_s=budget):
+        steps.append(step)
+        yield step
+    return steps
+
+
+class AttentionExplorer(Container):
+    """Uses the model chosen in the Segment section it is given (no hidden shared state)."""
+
+    def __init__(self, viewer: Any, segment: SegmentSection) -> None:
+        self.viewer, self.segment = viewer, segment
+        self.worker: GeneratorWorker | None = None
+        self.stages: list[StageAttention] = []
+        self.steps: list[ExperimentStep] = []
+        self.points: dict[tuple[int, int], list[StageAttention]] = {}
+        self._progress: progress | None = None
+        self.pick = CheckBox(text="Pick query points by clicking the image", value=False)
+        self.effective = CheckBox(text="Add the global-mean weight (effective attention)", value=False)
+        self.mean_info = Label(label="")
+        self.budget = FloatSpinBox(label="Time budget (s)", value=60.0, min=1.0, max=3600.0)
+        self.dispersion_button = PushButton(text="Dispersion for the current view")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.folder = FileEdit(label="Export to", mode="d", value=Path.home() / "usema-dispersion")
+        self.export_button = PushButton(text="Export files")
+        self.status = Label(label="")
+        super().__init__(
+            widgets=[
+                self.pick,
+                self.effective,
+                self.mean_info,
+                self.budget,
+                self.dispersion_button,
+                self.cancel_button,
+                self.folder,
+                self.export_button,
+                self.status,
+            ]
+        )
+        self.mean_info.native.setWordWrap(True)
+        self.status.native.setWordWrap(True)
+        self.figure = Figure(figsize=(3.4, 2.6), tight_layout=True)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(220)
+        self.native.layout().insertWidget(6, self.canvas)
+        self.pick.changed.connect(self._toggle_pick)
+        self.effective.changed.connect(lambda _: self._show_maps())
+        self.dispersion_button.changed.connect(self.run_dispersion)
+        self.cancel_button.changed.connect(lambda: self.worker.quit() if self.worker else None)
+        self.export_button.changed.connect(self.export)
+
+    # --- inputs ---------------------------------------------------------------------------------
+    def _image(self) -> Image:
+        layer = self.segment.image.value
+        if layer is None or self.segment.loaded is None:
+            raise ValueError("choose a model and an image in the Segment tab first")
+        return layer
+
+    def _normalised(self, layer: Image) -> np.ndarray:
+        meta = self.segment.loaded.metadata
+        channel = None if self.segment.channel.value == "auto" else int(self.segment.channel.value)
+        source = ImageSource.prepare(np.asarray(layer_array(layer)), meta.input_channels, meta.normalization, channel)
+        return source.read(0, source.shape[0], 0, source.shape[1])  # (C, H, W)
+
+    # --- clicking -------------------------------------------------------------------------------
+    def _toggle_pick(self, on: bool) -> None:
+        callbacks = self.viewer.mouse_drag_callbacks
+        if on and self._on_click not in callbacks:
+            callbacks.append(self._on_click)
+        elif not on and self._on_click in callbacks:
+            callbacks.remove(self._on_click)
+
+    def _on_click(self, viewer: Any, event: Any) -> None:
+        try:
+            layer = self._image()
+        except ValueError as err:
+            show_error(str(err))
+            return
+        y, x = (int(np.rint(v)) for v in layer.world_to_data(event.position)[-2:])
+        self.query((y, x))
+
+    def query(self, point: tuple[int, int]) -> GeneratorWorker | None:
+        """Compute the attention maps of ``point`` (image pixels) in the background."""
+        try:
+            layer = self._image()
+            chw = self._normalised(layer)
+            h, w = chw.shape[1:]
+            if not (0 <= point[0] < h and 0 <= point[1] < w):
+                raise ValueError(f"the point {point} is outside the image")
+        except ValueError as err:
+            show_error(str(err))
+            return None
+        y0 = int(np.clip(point[0] - CAPTURE_SIDE // 2, 0, max(h - CAPTURE_SIDE, 0)))
+        x0 = int(np.clip(point[1] - CAPTURE_SIDE // 2, 0, max(w - CAPTURE_SIDE, 0)))
+        crop = chw[:, y0 : y0 + CAPTURE_SIDE, x0 : x0 + CAPTURE_SIDE]
+        self._add_point(layer, point)
+        worker = create_worker(_attention_job, self.segment.loaded, crop, (point[0] - y0, point[1] - x0))
+        worker.returned.connect(lambda stages, p=point, o=(y0, x0), img=layer: self._on_maps(stages, p, o, img))
+        return self._start(worker, f"Attention of pixel {point}…")
+
+    def _add_point(self, image: Image, point: tuple[int, int]) -> None:
+        if POINTS not in self.viewer.layers:
+            self.viewer.add_points(np.empty((0, 2)), name=POINTS, size=6, face_color="cyan", **spatial_transform(image))
+        layer = self.viewer.layers[POINTS]
+        layer.data = np.concatenate([layer.data, [point]])
+
+    def _on_maps(self, stages: list[StageAttention], point: tuple[int, int], origin: tuple[int, int], image: Image) -> None:
+        self.stages, self._origin, self._image_layer = stages, origin, image
+        self.points[point] = stages
+        self._show_maps()
+        self.mean_info.value = "Global-mean weight per token: " + ", ".join(
+            f"stage {s.stage}: {s.mean_weight:.2e}" for s in stages if s.kind == "window"
+        )
+
+    def _show_maps(self) -> None:
+        if not self.stages:
+            return
+        stack, names = stack_maps(self.stages, effective=self.effective.value)
+        k, ch, cw = stack.shape
+        image = self._image_layer
+        h, w = layer_array(image).shape[:2]
+        full = np.zeros((k, h, w), np.float32)
+        y0, x0 = self._origin
+        full[:, y0 : y0 + ch, x0 : x0 + cw] = stack
+        transform = spatial_transform(image)
+        transform = {key: (1.0, *val) if key == "scale" else (0.0, *val) for key, val in transform.items()}
+        if MAPS in self.viewer.layers:
+            self.viewer.layers[MAPS].data = full
+        else:
+            self.viewer.add_image(full, name=MAPS, colormap="inferno", blending="additive", opacity=0.8, **transform)
+        self.viewer.layers[MAPS].metadata["planes"] = names
+        self.viewer.layers[MAPS].contrast_limits = (0.0, float(full.max()) or 1.0)
+        self.status.value = f"{k} maps (stage x head); move the first slider to browse: {names[0]} … {names[-1]}"
+
+    # --- dispersion -----------------------------------------------------------------------------
+    def _view_crop(self, chw: np.ndarray, layer: Image) -> np.ndarray:
+        """The part of the image in view: centred on the camera, as large as the canvas shows."""
+        h, w = chw.shape[1:]
+        scene = getattr(self.viewer, "scene", None)  # napari >= 0.9 moved the camera to viewer.scene
+        camera = scene.camera if scene is not None else self.viewer.camera
+        cy, cx = (int(v) for v in layer.world_to_data(camera.center)[-2:])
+        canvas = getattr(self.viewer, "_canvas_size", (h, w))
+        side = int(min(max(canvas) / max(camera.zoom, 1e-6), h, w))
+        y0, x0 = int(np.clip(cy - side // 2, 0, h - side)), int(np.clip(cx - side // 2, 0, w - side))
+        return chw[:, y0 : y0 + side, x0 : x0 + side]
+
+    def run_dispersion(self) -> GeneratorWorker | None:
+        try:
+            layer = self._image()
+            crop = self._view_crop(self._normalised(layer), layer)
+        except ValueError as err:
+            show_error(str(err))
+            return None
+        crops = [2**k for k in range(4, 14) if 2**k <= min(crop.shape[1:])]
+        if not crops:
+            show_error("zoom out: the view is smaller than 16 pixels")
+            return None
+        self.steps = []
+        worker = create_worker(_dispersion_job, self.segment.loaded, crop, crops, self.budget.value)
+        worker.yielded.connect(self._on_step)
+        worker.returned.connect(lambda steps: setattr(self, "steps", steps))
+        return self._start(worker, f"Dispersion on crops of {crops[0]}…{crops[-1]} px…", total=len(crops))
+
+    def _on_step(self, step: Any) -> None:
+        if not isinstance(step, ExperimentStep):
+            return
+        self.steps.append(step)
+        if self._progress is not None:
+            self._progress.update(1)
+        self.plot()
+
+    def plot(self) -> None:
+        """Entropy / log N against N at stage 0, SEMA vs full attention."""
+        self.figure.clear()
+        ax = self.figure.add_subplot(111)
+        rows = [s for s in self.steps if s.sema]
+        ax.plot(
+            [s.sema[0]["tokens"] for s in rows],
+            [head_mean(s.sema[0], "normalized_entropy") for s in rows],
+            "o-",
+            label="SEMA window",
+        )
+        full = [(s.full[0]["tokens"], head_mean(s.full[0], "normalized_entropy")) for s in rows if s.full]
+        if full:
+            ax.plot(*zip(*full, strict=True), "s--", label="full softmax")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("N (tokens, stage 0)", fontsize=8)
+        ax.set_ylabel("entropy / log N", fontsize=8)
+        ax.ticklabel_format(axis="y", useOffset=False)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
+        self.canvas.draw_idle()
+
+    def export(self) -> list[Path] | None:
+        """Write the same files as ``usema dispersion`` into the chosen folder."""
+        if not self.steps and not self.points:
+            show_error("nothing to export yet: click a point or compute the dispersion first")
+            return None
+        try:
+            settings = {
+                "model": str(self.segment.loaded.path),
+                "image": self.segment.image.value.name,
+                "budget_s": self.budget.value,
+            }
+            paths = write_report(Path(self.folder.value), self.steps, settings, self.points)
+        except (ValueError, OSError) as err:
+            show_error(str(err))
+            return None
+        show_info(f"Wrote {len(paths)} files to {self.folder.value}")
+        return paths
+
+    # --- worker plumbing ------------------------------------------------------------------------
+    def _start(self, worker: GeneratorWorker, message: str, total: int = 0) -> GeneratorWorker:
+        self.worker = worker
+        self._progress = progress(total=total, desc="USEMA attention")
+        worker.errored.connect(lambda err: show_error(f"Attention failed: {err}"))
+        worker.aborted.connect(lambda: setattr(self.status, "value", "Cancelled."))
+        worker.finished.connect(self._on_finished)
+        self.dispersion_button.enabled, self.cancel_button.enabled = False, True
+        self.status.value = message
+        worker.start()
+        return worker
+
+    def _on_finished(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+        self.dispersion_button.enabled, self.cancel_button.enabled = True, False
+        self.worker = None
