@@ -68,7 +68,8 @@ def overhead(model_name: str, size: int, tiling: TilingConfig) -> dict[str, Any]
     model = _model(model_name, device)
     image = np.random.default_rng(0).normal(size=(size, size)).astype(np.float32)
     tile = effective_tile(image.shape, tiling)
-    batches = -(-len(tile_grid(image.shape, tile, tiling.overlap)) // tiling.batch)
+    tiles = len(tile_grid(image.shape, tile, tiling.overlap))
+    batches = -(-tiles // tiling.batch)
     bare = bare_batch_seconds(model, tile[0], tiling.batch, device)
     wall = time_tiled(model, image, tiling)
     return {
