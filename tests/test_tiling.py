@@ -117,3 +117,20 @@ def test_lazy_zarr_and_dask_inputs_read_tile_by_tile(tmp_path) -> None:
         sink = ArraySink(2, image.shape)
         list(predict_tiles(_Constant(), _source(array), sink, TilingConfig(tile=48, device="cpu")))
         np.testing.assert_allclose(sink.out[0], 1 / (1 + np.exp(-image)), rtol=1e-5, atol=1e-6)
+
+
+def test_out_of_memory_retries_with_smaller_batches_and_says_so(monkeypatch) -> None:
+    from napari_usema import inference
+
+    class Flaky(_Constant):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if x.shape[0] > 1:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            return super().forward(x)
+
+    monkeypatch.setattr(inference.torch.cuda, "empty_cache", lambda: None)
+    image = np.random.default_rng(3).normal(size=(64, 64)).astype(np.float32)
+    sink = ArraySink(2, image.shape)
+    records = list(predict_tiles(Flaky(), _source(image), sink, TilingConfig(tile=32, overlap=0.5, batch=4, device="cpu")))
+    assert "retrying with batch 2" in records[0].message and "retrying with batch 1" in records[0].message
+    np.testing.assert_allclose(sink.out[0], 1 / (1 + np.exp(-image)), rtol=1e-5, atol=1e-6)

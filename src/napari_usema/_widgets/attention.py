@@ -73,7 +73,8 @@ class AttentionExplorer(Container):
         )
         self.mean_info.native.setWordWrap(True)
         self.status.native.setWordWrap(True)
-        self.figure = Figure(figsize=(3.4, 2.6), tight_layout=True)
+        self.native.layout().addStretch()  # keep the controls together at the top
+        self.figure = Figure(figsize=(4.2, 2.4), tight_layout=True)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(220)
         self.native.layout().insertWidget(6, self.canvas)
@@ -204,25 +205,38 @@ class AttentionExplorer(Container):
         self.plot()
 
     def plot(self) -> None:
-        """Entropy / log N against N at stage 0, SEMA vs full attention."""
+        """Entropy / log N against N at stage 0 (SEMA vs full attention), and the histogram of N x
+        score at the largest crop measured with both."""
+        from napari_usema.dispersion import HIST_EDGES
+
         self.figure.clear()
-        ax = self.figure.add_subplot(111)
+        ax, hx = self.figure.add_subplot(121), self.figure.add_subplot(122)
         rows = [s for s in self.steps if s.sema]
         ax.plot(
-            [s.sema[0]["tokens"] for s in rows],
-            [head_mean(s.sema[0], "normalized_entropy") for s in rows],
-            "o-",
-            label="SEMA window",
+            [s.sema[0]["tokens"] for s in rows], [head_mean(s.sema[0], "normalized_entropy") for s in rows], "o-", label="SEMA"
         )
-        full = [(s.full[0]["tokens"], head_mean(s.full[0], "normalized_entropy")) for s in rows if s.full]
-        if full:
-            ax.plot(*zip(*full, strict=True), "s--", label="full softmax")
+        both = [s for s in rows if s.full]
+        if both:
+            ax.plot(
+                [s.full[0]["tokens"] for s in both],
+                [head_mean(s.full[0], "normalized_entropy") for s in both],
+                "s--",
+                label="full",
+            )
+            centres = (HIST_EDGES[:-1] + HIST_EDGES[1:]) / 2
+            for label, stats in (("SEMA", both[-1].sema[0]), ("full", both[-1].full[0])):
+                hist = np.sum([h["histogram"] for h in stats["heads"]], axis=0).astype(float)
+                hx.plot(centres, hist / max(hist.sum(), 1), label=label)
+            hx.axvline(1.0, color="k", lw=0.6, ls=":")
+            hx.set_title(f"crop {both[-1].crop} px", fontsize=8)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("N (tokens, stage 0)", fontsize=8)
         ax.set_ylabel("entropy / log N", fontsize=8)
         ax.ticklabel_format(axis="y", useOffset=False)
-        ax.tick_params(labelsize=7)
-        ax.legend(fontsize=7)
+        hx.set_xlabel("N x score", fontsize=8)
+        for a in (ax, hx):
+            a.tick_params(labelsize=7)
+            a.legend(fontsize=7)
         self.canvas.draw_idle()
 
     def export(self) -> list[Path] | None:

@@ -53,6 +53,7 @@ class FinetuneSection(Container):
         ])  # fmt: skip
         self.pairs_info.native.setWordWrap(True)
         self.status.native.setWordWrap(True)
+        self.native.layout().addStretch()  # keep the controls together at the top
         self.native.layout().insertWidget(9, self.plot.canvas)  # a Qt canvas among magicgui widgets
         self.add_button.changed.connect(self.add_pair)
         self.run_button.changed.connect(self.run)

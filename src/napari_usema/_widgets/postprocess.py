@@ -30,6 +30,7 @@ class PostprocessSection(Container):
         self.status = Label(label="")
         super().__init__(widgets=[self.mode, self.interior, self.foreground, self.min_size, self.fill_holes, self.status])
         self.status.native.setWordWrap(True)
+        self.native.layout().addStretch()  # keep the controls together at the top
         self._timer = QTimer()
         self._timer.setSingleShot(True)
         self._timer.setInterval(debounce_ms)  # a drag emits many values: recompute for the latest one

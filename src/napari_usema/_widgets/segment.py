@@ -78,6 +78,7 @@ class SegmentSection(Container):
         ])  # fmt: skip
         self.info.native.setWordWrap(True)
         self.status.native.setWordWrap(True)
+        self.native.layout().addStretch()  # keep the controls together at the top
         self.model.changed.connect(self._on_model_choice)
         self.checkpoint.changed.connect(lambda path: self.use_checkpoint(Path(path)))
         self.image.changed.connect(self._on_image)
