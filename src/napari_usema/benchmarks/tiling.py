@@ -85,10 +85,13 @@ def overhead(model_name: str, size: int, tiling: TilingConfig) -> dict[str, Any]
         "ratio": round(wall / (batches * bare), 3),
         "target": "<= 1.15",
         "device": str(device),
+        # The last batch may be partly empty; this stricter ratio charges only full-batch equivalents.
+        "tiles": tiles,
+        "ratio_per_tile": round(wall / (tiles / tiling.batch * bare), 3),
     }
 
 
-def versus_monai(model_name: str, size: int, tiling: TilingConfig) -> dict[str, Any]:
+def versus_monai(model_name: str, size: int, tiling: TilingConfig, repeats: int = 2) -> dict[str, Any]:
     """(b) the same model, image, tile, overlap and batch through MONAI's sliding_window_inference."""
     try:
         from monai.inferers import sliding_window_inference
@@ -104,13 +107,21 @@ def versus_monai(model_name: str, size: int, tiling: TilingConfig) -> dict[str, 
             return model(x).float().softmax(1)
 
     x = torch.from_numpy(image)[None, None].to(device)
-    start = time.perf_counter()
-    with torch.inference_mode():
-        sliding_window_inference(
-            x, (tiling.tile, tiling.tile), tiling.batch, predictor, overlap=tiling.overlap, mode="gaussian"
-        ).cpu()
-    _sync(device)
-    theirs = time.perf_counter() - start
+
+    def theirs_once() -> float:
+        start = time.perf_counter()
+        with torch.inference_mode():
+            sliding_window_inference(x, (tiling.tile, tiling.tile), tiling.batch, predictor, overlap=tiling.overlap, mode="gaussian").cpu()
+        _sync(device)
+        return time.perf_counter() - start
+
+    # Alternate the two, so that a slow spell of the machine hits both; compare the best of each.
+    ours_runs, theirs_runs = [ours], []
+    for _ in range(repeats):
+        theirs_runs.append(theirs_once())
+        ours_runs.append(time_tiled(model, image, tiling))
+    theirs_runs.append(theirs_once())
+    ours, theirs = min(ours_runs), min(theirs_runs)
     return {
         "figure": "monai",
         "model": model_name,
@@ -118,6 +129,8 @@ def versus_monai(model_name: str, size: int, tiling: TilingConfig) -> dict[str, 
         "tile": tiling.tile,
         "overlap": tiling.overlap,
         "batch": tiling.batch,
+        "ours_runs_s": [round(t, 3) for t in ours_runs],
+        "monai_runs_s": [round(t, 3) for t in theirs_runs],
         "ours_s": round(ours, 3),
         "monai_s": round(theirs, 3),
         "ratio": round(ours / theirs, 3),
