@@ -6,6 +6,7 @@ Runs from cached probabilities only, so napari's sliders can re-run it live with
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -89,13 +90,30 @@ def remove_small_regions(mask: np.ndarray, min_size: int) -> np.ndarray:
     return keep[regions]
 
 
-def seeded_watershed(foreground_prob: np.ndarray, markers: np.ndarray, threshold: float) -> np.ndarray:
+def seeded_watershed(foreground_prob: np.ndarray, markers: np.ndarray, threshold: float, *, halo: int = 64) -> np.ndarray:
     """Flood labelled seeds over ``foreground_prob > threshold``, highest probability first.
 
     Same result as ``skimage.segmentation.watershed(-p, markers, mask=fg | seeds)``, but only the
     pixels that can change (foreground outside the seeds, and the seeds' rims) enter the flood, which
-    makes it several times faster: seeds cover most of a cell.
+    makes it several times faster: seeds cover most of a cell. Large images are flooded as two row
+    bands in two threads (skimage releases the GIL), each seeing ``halo`` rows beyond its border;
+    seeds are image-wide, so a cell crossing the border keeps one label.
     """
+    h = foreground_prob.shape[0]
+    if foreground_prob.size < 1_000_000 or h < 4 * halo:
+        return _flood(foreground_prob, markers, threshold)
+    bands = [(0, h // 2), (h // 2, h)]
+
+    def run(band: tuple[int, int]) -> np.ndarray:
+        r0, r1 = band
+        a, b = max(r0 - halo, 0), min(r1 + halo, h)
+        return _flood(foreground_prob[a:b], markers[a:b], threshold)[r0 - a : r1 - a]
+
+    with ThreadPoolExecutor(len(bands)) as pool:
+        return np.concatenate(list(pool.map(run, bands)))
+
+
+def _flood(foreground_prob: np.ndarray, markers: np.ndarray, threshold: float) -> np.ndarray:
     seeds = markers > 0
     free = (foreground_prob > threshold) & ~seeds
     if not free.any():
