@@ -76,6 +76,21 @@ def main() -> None:
     wait(app, lambda: widget.finetune.worker is None)
     app.processEvents()
     shoot(viewer, "finetune.png")
+
+    widget.tabs.setCurrentIndex(3)
+    explorer = widget.attention
+    widget.segment.model.value = "nuclei"  # back to the bundled model
+    explorer.pick.value = True
+    explorer.query((120, 180))
+    wait(app, lambda: explorer.worker is None)
+    viewer.layers.selection.active = viewer.layers["attention maps"]
+    for name in ("corrected region", labels.name):
+        viewer.layers[name].visible = False
+    viewer.dims.set_current_step(0, 2)  # a stage-1 head: its window is visible at this zoom
+    explorer.budget.value = 20
+    explorer.run_dispersion()
+    wait(app, lambda: explorer.worker is None)
+    shoot(viewer, "attention.png")
     viewer.close()
 
 

@@ -156,7 +156,11 @@ class AttentionExplorer(Container):
         h, w = layer_array(image).shape[:2]
         full = np.zeros((k, h, w), np.float32)
         y0, x0 = self._origin
-        full[:, y0 : y0 + ch, x0 : x0 + cw] = stack
+        # Each plane is scaled to its own maximum: heads and stages differ by orders of magnitude
+        # (1/256 in a window, 1/N at the bottleneck), and one contrast range would hide most of them.
+        # Export writes the raw scores.
+        peaks = stack.reshape(k, -1).max(axis=1)
+        full[:, y0 : y0 + ch, x0 : x0 + cw] = stack / np.where(peaks > 0, peaks, 1)[:, None, None]
         transform = spatial_transform(image)
         transform = {key: (1.0, *val) if key == "scale" else (0.0, *val) for key, val in transform.items()}
         if MAPS in self.viewer.layers:
@@ -164,8 +168,10 @@ class AttentionExplorer(Container):
         else:
             self.viewer.add_image(full, name=MAPS, colormap="inferno", blending="additive", opacity=0.8, **transform)
         self.viewer.layers[MAPS].metadata["planes"] = names
-        self.viewer.layers[MAPS].contrast_limits = (0.0, float(full.max()) or 1.0)
-        self.status.value = f"{k} maps (stage x head); move the first slider to browse: {names[0]} … {names[-1]}"
+        self.viewer.layers[MAPS].contrast_limits = (0.0, 1.0)
+        self.status.value = (
+            f"{k} maps (stage x head, each scaled to its maximum); the first slider browses {names[0]} … {names[-1]}"
+        )
 
     # --- dispersion -----------------------------------------------------------------------------
     def _view_crop(self, chw: np.ndarray, layer: Image) -> np.ndarray:
@@ -193,7 +199,7 @@ class AttentionExplorer(Container):
         self.steps = []
         worker = create_worker(_dispersion_job, self.segment.loaded, crop, crops, self.budget.value)
         worker.yielded.connect(self._on_step)
-        worker.returned.connect(lambda steps: setattr(self, "steps", steps))
+        worker.returned.connect(self._on_dispersion_done)
         return self._start(worker, f"Dispersion on crops of {crops[0]}…{crops[-1]} px…", total=len(crops))
 
     def _on_step(self, step: Any) -> None:
@@ -203,6 +209,18 @@ class AttentionExplorer(Container):
         if self._progress is not None:
             self._progress.update(1)
         self.plot()
+
+    def _on_dispersion_done(self, steps: list[ExperimentStep]) -> None:
+        self.steps = steps
+        both = [s for s in steps if s.full]
+        if both:
+            last = both[-1]
+            self.status.value = (
+                f"Largest crop with full attention: {last.crop} px (N = {last.full[0]['tokens']} at stage 0). "
+                f"entropy/log N: SEMA {head_mean(last.sema[0], 'normalized_entropy'):.4f}, "
+                f"full {head_mean(last.full[0], 'normalized_entropy'):.4f}; "
+                f"N x max: SEMA {head_mean(last.sema[0], 'n_times_max'):.2f}, full {head_mean(last.full[0], 'n_times_max'):.2f}"
+            )
 
     def plot(self) -> None:
         """Entropy / log N against N at stage 0 (SEMA vs full attention), and the histogram of N x

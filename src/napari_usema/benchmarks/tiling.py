@@ -111,7 +111,9 @@ def versus_monai(model_name: str, size: int, tiling: TilingConfig, repeats: int 
     def theirs_once() -> float:
         start = time.perf_counter()
         with torch.inference_mode():
-            sliding_window_inference(x, (tiling.tile, tiling.tile), tiling.batch, predictor, overlap=tiling.overlap, mode="gaussian").cpu()
+            sliding_window_inference(
+                x, (tiling.tile, tiling.tile), tiling.batch, predictor, overlap=tiling.overlap, mode="gaussian"
+            ).cpu()
         _sync(device)
         return time.perf_counter() - start
 
