@@ -11,9 +11,9 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from napari.layers import Image
 from napari.qt.threading import GeneratorWorker, create_worker
-from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 
+from napari_usema._widgets.jobs import JobProgress, set_running
 from napari_usema._widgets.layers import spatial_transform
 from napari_usema._widgets.segment import SegmentSection, layer_array
 from napari_usema.attention_maps import StageAttention, query_attention, stack_maps
@@ -48,7 +48,8 @@ class AttentionExplorer(Container):
         self.stages: list[StageAttention] = []
         self.steps: list[ExperimentStep] = []
         self.points: dict[tuple[int, int], list[StageAttention]] = {}
-        self._progress: progress | None = None
+        self._progress = JobProgress("USEMA attention")
+        self._total = 0
         self.pick = CheckBox(text="Pick query points by clicking the image", value=False)
         self.effective = CheckBox(text="Add the global-mean weight (effective attention)", value=False)
         self.mean_info = Label(label="")
@@ -206,8 +207,7 @@ class AttentionExplorer(Container):
         if not isinstance(step, ExperimentStep):
             return
         self.steps.append(step)
-        if self._progress is not None:
-            self._progress.update(1)
+        self._progress.advance(self._total)
         self.plot()
 
     def _on_dispersion_done(self, steps: list[ExperimentStep]) -> None:
@@ -278,18 +278,17 @@ class AttentionExplorer(Container):
     # --- worker plumbing ------------------------------------------------------------------------
     def _start(self, worker: GeneratorWorker, message: str, total: int = 0) -> GeneratorWorker:
         self.worker = worker
-        self._progress = progress(total=total, desc="USEMA attention")
+        self._total = total
+        self._progress.set(0, total)
         worker.errored.connect(lambda err: show_error(f"Attention failed: {err}"))
         worker.aborted.connect(lambda: setattr(self.status, "value", "Cancelled."))
         worker.finished.connect(self._on_finished)
-        self.dispersion_button.enabled, self.cancel_button.enabled = False, True
+        set_running(self.dispersion_button, self.cancel_button, True)
         self.status.value = message
         worker.start()
         return worker
 
     def _on_finished(self) -> None:
-        if self._progress is not None:
-            self._progress.close()
-            self._progress = None
-        self.dispersion_button.enabled, self.cancel_button.enabled = True, False
+        self._progress.close()
+        set_running(self.dispersion_button, self.cancel_button, False)
         self.worker = None

@@ -10,9 +10,9 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
 from napari.layers import Image, Labels, Shapes
 from napari.qt.threading import GeneratorWorker, create_worker
-from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 
+from napari_usema._widgets.jobs import JobProgress, set_running
 from napari_usema._widgets.layers import region_mask
 from napari_usema._widgets.plot import LossPlot
 from napari_usema._widgets.segment import SegmentSection, layer_array
@@ -31,7 +31,7 @@ class FinetuneSection(Container):
         self.pairs: list[CorrectedPair] = []
         self.worker: GeneratorWorker | None = None
         self.saved: Path | None = None
-        self._progress: progress | None = None
+        self._progress = JobProgress("USEMA fine-tuning")
         d = FINETUNE_DEFAULTS
         self.labels_layer = ComboBox(label="Corrected labels", choices=self._labels_layers, nullable=True)
         self.region = ComboBox(
@@ -130,16 +130,13 @@ class FinetuneSection(Container):
         self.worker.errored.connect(lambda err: show_error(f"Fine-tuning failed: {err}"))
         self.worker.aborted.connect(lambda: self._set_status("Cancelled: nothing was saved; the model is unchanged."))
         self.worker.finished.connect(self._on_finished)
-        self.run_button.enabled, self.cancel_button.enabled = False, True
+        set_running(self.run_button, self.cancel_button, True)
         self._set_status(f"Fine-tuning {loaded.path.name if loaded.path else 'the model'} on {len(self.pairs)} pair(s)…")
         self.worker.start()
         return self.worker
 
     def _on_step(self, record: TrainingProgress) -> None:
-        if self._progress is None:
-            self._progress = progress(total=record.steps, desc="USEMA fine-tuning")
-        self._progress.n = record.step
-        self._progress.refresh()
+        self._progress.set(record.step, record.steps)
         self.plot.add(record.step, record.loss)
 
     def _on_saved(self, path: Path) -> None:
@@ -150,10 +147,8 @@ class FinetuneSection(Container):
         show_info(f"Fine-tuned model saved to {path}. Click 'Re-segment with the new model' to see it.")
 
     def _on_finished(self) -> None:
-        if self._progress is not None:
-            self._progress.close()
-            self._progress = None
-        self.run_button.enabled, self.cancel_button.enabled = True, False
+        self._progress.close()
+        set_running(self.run_button, self.cancel_button, False)
         self.worker = None
 
     def _set_status(self, text: str) -> None:

@@ -10,10 +10,10 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
 from napari.layers import Image, Labels
 from napari.qt.threading import GeneratorWorker, create_worker
-from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 from psygnal import Signal
 
+from napari_usema._widgets.jobs import JobProgress, set_running
 from napari_usema._widgets.layers import spatial_transform, write_owned_labels
 from napari_usema.bundled import available_models, resolve_model
 from napari_usema.channels import plan_channels
@@ -55,7 +55,7 @@ class SegmentSection(Container):
         self.loaded: LoadedModel | None = None
         self.state: SegmentationState | None = None
         self.worker: GeneratorWorker | None = None
-        self._progress: progress | None = None
+        self._progress = JobProgress("USEMA segmentation")
         self._extra_models: dict[str, Path] = {}
         self.model = ComboBox(label="Model", choices=self._model_choices, tooltip="bundled models, or a checkpoint file")
         self.checkpoint = FileEdit(label="Checkpoint", filter="*.safetensors", visible=False)
@@ -170,7 +170,7 @@ class SegmentSection(Container):
         self.worker.errored.connect(lambda err: show_error(f"Segmentation failed: {err}"))
         self.worker.aborted.connect(lambda: self._set_status("Cancelled: no layer was changed."))
         self.worker.finished.connect(self._on_finished)
-        self.run_button.enabled, self.cancel_button.enabled = False, True
+        set_running(self.run_button, self.cancel_button, True)
         self._set_status(f"Segmenting {layer.name}…")
         self.worker.start()
         return self.worker
@@ -181,12 +181,7 @@ class SegmentSection(Container):
             self.worker.quit()
 
     def _on_progress(self, p: InferenceProgress) -> None:
-        total = p.total * p.planes
-        if self._progress is None:
-            self._progress = progress(total=total, desc="USEMA segmentation")
-        self._progress.total = total
-        self._progress.n = p.plane * p.total + p.done
-        self._progress.refresh()
+        self._progress.set(p.plane * p.total + p.done, p.total * p.planes)
         if p.message:
             show_info(p.message)
 
@@ -214,10 +209,8 @@ class SegmentSection(Container):
         self.segmented.emit(self.state)
 
     def _on_finished(self) -> None:
-        if self._progress is not None:
-            self._progress.close()
-            self._progress = None
-        self.run_button.enabled, self.cancel_button.enabled = True, False
+        self._progress.close()
+        set_running(self.run_button, self.cancel_button, False)
         self.worker = None
 
     def _set_status(self, text: str) -> None:
