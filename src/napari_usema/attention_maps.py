@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from napari_usema.model import USEMA, AttentionWeights, SEMABlock
+from .model import USEMA, AttentionWeights, SEMABlock
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_usema.postprocess import WatershedConfig, fill_label_holes, remove_small_regions, seeded_watershed
+from .postprocess import WatershedConfig, fill_label_holes, remove_small_regions, seeded_watershed
 
 
 class _UnionFind:

@@ -18,8 +18,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from napari_usema.model import USEMA, USEMAConfig, build_model
-from napari_usema.normalization import NormalizationRecipe
+from .model import USEMA, USEMAConfig, build_model
+from .normalization import NormalizationRecipe
 
 FORMAT_VERSION = 1
 METADATA_KEY = "napari_usema"

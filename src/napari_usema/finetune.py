@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_usema.checkpoint import LoadedModel
-from napari_usema.training.data import AugmentConfig, Sample, make_sample
-from napari_usema.training.trainer import TrainingConfig, TrainingProgress, train
+from .checkpoint import LoadedModel
+from .training.data import AugmentConfig, Sample, make_sample
+from .training.trainer import TrainingConfig, TrainingProgress, train
 
 # Measured to finish 100 steps of the `small` preset within a minute on a 2-core CPU (see README).
 FINETUNE_DEFAULTS = TrainingConfig(

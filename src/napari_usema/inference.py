@@ -13,9 +13,9 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from napari_usema.channels import ChannelPlan, plan_channels
-from napari_usema.normalization import IntensityStats, NormalizationRecipe, measure
-from napari_usema.tiling import TilingConfig, effective_tile, gaussian_weight, tile_grid
+from .channels import ChannelPlan, plan_channels
+from .normalization import IntensityStats, NormalizationRecipe, measure
+from .tiling import TilingConfig, effective_tile, gaussian_weight, tile_grid
 
 
 def select_device(name: str = "auto") -> torch.device:

@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from napari_usema.banded import instances_banded
-from napari_usema.channels import ChannelError
-from napari_usema.checkpoint import LoadedModel
-from napari_usema.inference import ArraySink, ClassSink, ImageSource, InferenceProgress, predict_tiles
-from napari_usema.postprocess import WatershedConfig, classes_from_probabilities, instances_from_probabilities
-from napari_usema.tiling import TilingConfig
+from .banded import instances_banded
+from .channels import ChannelError
+from .checkpoint import LoadedModel
+from .inference import ArraySink, ClassSink, ImageSource, InferenceProgress, predict_tiles
+from .postprocess import WatershedConfig, classes_from_probabilities, instances_from_probabilities
+from .tiling import TilingConfig
 
 # Planes with more pixels than this are post-processed band by band from files on disk.
 LARGE_PLANE_PIXELS = 8192 * 8192

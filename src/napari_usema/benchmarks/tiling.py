@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_usema.channels import ChannelPlan
-from napari_usema.inference import ArraySink, ImageSource, predict_tiles, select_device
-from napari_usema.model import build_model, preset
-from napari_usema.normalization import IntensityStats
-from napari_usema.tiling import TilingConfig, effective_tile, tile_grid
+from ..channels import ChannelPlan
+from ..inference import ArraySink, ImageSource, predict_tiles, select_device
+from ..model import build_model, preset
+from ..normalization import IntensityStats
+from ..tiling import TilingConfig, effective_tile, tile_grid
 
 
 def _emit(**figure: Any) -> None:
@@ -163,7 +163,7 @@ def throughput(model_name: str, size: int, tiling: TilingConfig) -> dict[str, An
 
 def postprocess_time(size: int = 2048, repeats: int = 3) -> dict[str, Any]:
     """Seconds for the watershed post-process of a ``size``² image from cached probabilities."""
-    from napari_usema.postprocess import instance_targets, instances_from_probabilities
+    from ..postprocess import instance_targets, instances_from_probabilities
 
     rng = np.random.default_rng(0)
     labels = np.zeros((size, size), np.int32)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from napari_usema.model.attention import AttentionWeights, SEMAAttention
-from napari_usema.model.blocks import ResidualBlock, SEMABlock
-from napari_usema.model.config import PRESETS, USEMAConfig, preset
-from napari_usema.model.unet import USEMA
+from .attention import AttentionWeights, SEMAAttention
+from .blocks import ResidualBlock, SEMABlock
+from .config import PRESETS, USEMAConfig, preset
+from .unet import USEMA
 
 
 def build_model(config: USEMAConfig) -> USEMA:

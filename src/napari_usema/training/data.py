@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 
-from napari_usema.channels import plan_channels
-from napari_usema.images import find_pairs, read_image
-from napari_usema.normalization import NormalizationRecipe, normalize
-from napari_usema.postprocess import instance_targets
+from ..channels import plan_channels
+from ..images import find_pairs, read_image
+from ..normalization import NormalizationRecipe, normalize
+from ..postprocess import instance_targets
 
 
 @dataclass

@@ -19,15 +19,15 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
-from napari_usema.checkpoint import CheckpointMetadata, save_checkpoint
-from napari_usema.inference import predict_probabilities
-from napari_usema.metrics import instance_f1, semantic_scores
-from napari_usema.model import USEMA, build_model
-from napari_usema.postprocess import WatershedConfig, classes_from_probabilities, instances_from_probabilities
-from napari_usema.tiling import TilingConfig
-from napari_usema.training.data import AugmentConfig, PatchSampler, Sample
-from napari_usema.training.distributed import World, barrier, rank_device
-from napari_usema.training.losses import deep_supervision_loss
+from ..checkpoint import CheckpointMetadata, save_checkpoint
+from ..inference import predict_probabilities
+from ..metrics import instance_f1, semantic_scores
+from ..model import USEMA, build_model
+from ..postprocess import WatershedConfig, classes_from_probabilities, instances_from_probabilities
+from ..tiling import TilingConfig
+from .data import AugmentConfig, PatchSampler, Sample
+from .distributed import World, barrier, rank_device
+from .losses import deep_supervision_loss
 
 
 @dataclass(frozen=True)
