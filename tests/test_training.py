@@ -146,3 +146,51 @@ def test_finetune_refuses_bad_requests(tmp_path: Path) -> None:
     with pytest.raises(FinetuneError, match="pass --overwrite"):
         list(finetune(parent, [CorrectedPair(image, labels)], tmp_path / "c.safetensors"))
     assert (tmp_path / "c.safetensors").read_bytes() == b"mine"
+
+
+def test_usema_train_cli_with_init_and_resume(tmp_path: Path) -> None:
+    import tifffile
+
+    from conftest import make_checkpoint
+    from napari_usema.cli.main import main
+
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    for i in range(3):
+        image, labels = blobs(10 + i)
+        tifffile.imwrite(data / "images" / f"b{i}.tif", image)
+        tifffile.imwrite(data / "masks" / f"b{i}.tif", labels.astype(np.uint16))
+    (tmp_path / "val.txt").write_text("b2\n")
+    init = make_checkpoint(tmp_path / "init.safetensors", in_channels=3)
+    out = tmp_path / "run" / "m.safetensors"
+    args = [
+        "train",
+        "--data",
+        str(data),
+        "--task",
+        "instance",
+        "--preset",
+        "tiny",
+        "--out",
+        str(out),
+        "--val-list",
+        str(tmp_path / "val.txt"),
+        "--steps",
+        "2",
+        "--patch",
+        "32",
+        "--batch",
+        "2",
+        "--val-every",
+        "1",
+        "--device",
+        "cpu",
+        "--init",
+        str(init),
+    ]
+    assert main(args) == 0
+    assert read_metadata(out).provenance["val_names"] == ["b2"]
+    assert main([*args[:-2], "--steps", "3", "--resume"]) == 0
+    assert read_metadata(output_paths(out)[0]).provenance["steps"] == 3
+    assert (tmp_path / "run" / "m.log.jsonl").read_text().count('"step"') >= 3

@@ -23,6 +23,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-global-mean", action="store_true", help="ablation: window attention without the mean of V")
     _add_schedule_options(p, defaults_from="train")
     p.add_argument("--resume", action="store_true", help="continue from OUT's .state.pt if present")
+    p.add_argument("--init", help="start from this checkpoint's weights (same preset and channels), e.g. a bundled model")
     p.set_defaults(handler=run_train)
 
     f = sub.add_parser("finetune", help="fine-tune a checkpoint on corrected labels; writes a new checkpoint")
@@ -98,6 +99,15 @@ def run_train(args: argparse.Namespace) -> int:
         recipe,
         {"data": str(args.data), "train_names": len(train_names), "val_names": val, "preset": args.preset},
     )
+    init_model = None
+    if args.init:
+        from napari_usema.bundled import resolve_model
+        from napari_usema.checkpoint import load_checkpoint
+
+        init = load_checkpoint(resolve_model(args.init))
+        if init.metadata.config != config:
+            raise ValueError(f"--init {args.init} was built with another config than --preset {args.preset} and these options")
+        init_model = init.model
     world = init_world(args.device)
     train_samples = load_folder(args.data, train_names, task=args.task, in_channels=args.in_channels, recipe=recipe)
     val_samples = (
@@ -109,7 +119,10 @@ def run_train(args: argparse.Namespace) -> int:
     bar = ProgressBar(schedule.steps, "train", enabled=world.is_main)
     try:
         with open(log_path, "a") if world.is_main else open("/dev/null", "w") as log:
-            for record in train(train_samples, val_samples, metadata, schedule, args.out, resume=args.resume, world=world):
+            records = train(
+                train_samples, val_samples, metadata, schedule, args.out, init_model=init_model, resume=args.resume, world=world
+            )
+            for record in records:
                 bar.update(record.step, f"loss {record.loss:.3f}")
                 if record.val_metric is not None or record.step % 10 == 0:
                     log.write(json.dumps(record.__dict__) + "\n")
