@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .model import USEMA, AttentionWeights, SEMABlock
+from .model import USEMA, AttentionWeights
 
 
 @contextmanager
@@ -116,7 +116,3 @@ def stack_maps(stages: list[StageAttention], effective: bool = False) -> tuple[n
             planes.append(plane)
             names.append(f"stage {st.stage} ({st.kind}) head {head}")
     return np.stack(planes), names
-
-
-def find_sema_blocks(model: USEMA) -> list[SEMABlock]:
-    return [stage.sema for stage in model.encoder]

@@ -26,12 +26,22 @@ POINTS = "attention queries"
 MAPS = "attention maps"
 
 
-def _attention_job(loaded: Any, chw: np.ndarray, point: tuple[int, int]):
+def _normalised_block(loaded: Any, data: Any, channel: int | None, box: tuple[int, int, int, int]) -> np.ndarray:
+    """``(C, h, w)`` normalised block ``box = (y0, y1, x0, x1)``; statistics come from the whole image.
+    Runs in the worker: measuring a large image's percentiles must not stall the GUI thread."""
+    meta = loaded.metadata
+    source = ImageSource.prepare(np.asarray(data), meta.input_channels, meta.normalization, channel)
+    return source.read(*box)
+
+
+def _attention_job(loaded: Any, data: Any, channel: int | None, box: tuple[int, int, int, int], point: tuple[int, int]):
+    chw = _normalised_block(loaded, data, channel, box)
     yield "capturing"
     return query_attention(loaded.model, chw, point)
 
 
-def _dispersion_job(loaded: Any, chw: np.ndarray, crops: list[int], budget: float):
+def _dispersion_job(loaded: Any, data: Any, channel: int | None, box: tuple[int, int, int, int], crops: list[int], budget: float):
+    chw = _normalised_block(loaded, data, channel, box)
     steps = []
     for step in experiment(loaded.model, chw, crops, budget_s=budget):
         steps.append(step)
@@ -92,11 +102,8 @@ class AttentionExplorer(Container):
             raise ValueError("choose a model and an image in the Segment tab first")
         return layer
 
-    def _normalised(self, layer: Image) -> np.ndarray:
-        meta = self.segment.loaded.metadata
-        channel = None if self.segment.channel.value == "auto" else int(self.segment.channel.value)
-        source = ImageSource.prepare(np.asarray(layer_array(layer)), meta.input_channels, meta.normalization, channel)
-        return source.read(0, source.shape[0], 0, source.shape[1])  # (C, H, W)
+    def _channel(self) -> int | None:
+        return None if self.segment.channel.value == "auto" else int(self.segment.channel.value)
 
     # --- clicking -------------------------------------------------------------------------------
     def _toggle_pick(self, on: bool) -> None:
@@ -119,8 +126,7 @@ class AttentionExplorer(Container):
         """Compute the attention maps of ``point`` (image pixels) in the background."""
         try:
             layer = self._image()
-            chw = self._normalised(layer)
-            h, w = chw.shape[1:]
+            h, w = layer_array(layer).shape[:2]
             if not (0 <= point[0] < h and 0 <= point[1] < w):
                 raise ValueError(f"the point {point} is outside the image")
         except ValueError as err:
@@ -128,9 +134,11 @@ class AttentionExplorer(Container):
             return None
         y0 = int(np.clip(point[0] - CAPTURE_SIDE // 2, 0, max(h - CAPTURE_SIDE, 0)))
         x0 = int(np.clip(point[1] - CAPTURE_SIDE // 2, 0, max(w - CAPTURE_SIDE, 0)))
-        crop = chw[:, y0 : y0 + CAPTURE_SIDE, x0 : x0 + CAPTURE_SIDE]
+        box = (y0, min(y0 + CAPTURE_SIDE, h), x0, min(x0 + CAPTURE_SIDE, w))
         self._add_point(layer, point)
-        worker = create_worker(_attention_job, self.segment.loaded, crop, (point[0] - y0, point[1] - x0))
+        worker = create_worker(
+            _attention_job, self.segment.loaded, layer_array(layer), self._channel(), box, (point[0] - y0, point[1] - x0)
+        )
         worker.returned.connect(lambda stages, p=point, o=(y0, x0), img=layer: self._on_maps(stages, p, o, img))
         return self._start(worker, f"Attention of pixel {point}…")
 
@@ -175,30 +183,32 @@ class AttentionExplorer(Container):
         )
 
     # --- dispersion -----------------------------------------------------------------------------
-    def _view_crop(self, chw: np.ndarray, layer: Image) -> np.ndarray:
-        """The part of the image in view: centred on the camera, as large as the canvas shows."""
-        h, w = chw.shape[1:]
+    def _view_box(self, layer: Image) -> tuple[int, int, int, int]:
+        """``(y0, y1, x0, x1)`` of the square in view: centred on the camera, as large as the canvas shows."""
+        h, w = layer_array(layer).shape[:2]
         scene = getattr(self.viewer, "scene", None)  # napari >= 0.9 moved the camera to viewer.scene
         camera = scene.camera if scene is not None else self.viewer.camera
         cy, cx = (int(v) for v in layer.world_to_data(camera.center)[-2:])
         canvas = getattr(self.viewer, "_canvas_size", (h, w))
         side = int(min(max(canvas) / max(camera.zoom, 1e-6), h, w))
         y0, x0 = int(np.clip(cy - side // 2, 0, h - side)), int(np.clip(cx - side // 2, 0, w - side))
-        return chw[:, y0 : y0 + side, x0 : x0 + side]
+        return y0, y0 + side, x0, x0 + side
 
     def run_dispersion(self) -> GeneratorWorker | None:
         try:
             layer = self._image()
-            crop = self._view_crop(self._normalised(layer), layer)
+            box = self._view_box(layer)
         except ValueError as err:
             show_error(str(err))
             return None
-        crops = [2**k for k in range(4, 14) if 2**k <= min(crop.shape[1:])]
+        crops = [2**k for k in range(4, 14) if 2**k <= box[1] - box[0]]
         if not crops:
             show_error("zoom out: the view is smaller than 16 pixels")
             return None
         self.steps = []
-        worker = create_worker(_dispersion_job, self.segment.loaded, crop, crops, self.budget.value)
+        worker = create_worker(
+            _dispersion_job, self.segment.loaded, layer_array(layer), self._channel(), box, crops, self.budget.value
+        )
         worker.yielded.connect(self._on_step)
         worker.returned.connect(self._on_dispersion_done)
         return self._start(worker, f"Dispersion on crops of {crops[0]}…{crops[-1]} px…", total=len(crops))
