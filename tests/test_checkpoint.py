@@ -144,3 +144,19 @@ def test_migration_refuses_unknown_versions() -> None:
         migrate_metadata({"format_version": 99})
     with pytest.raises(CheckpointError, match="no integer 'format_version'"):
         migrate_metadata({})
+
+
+def test_version_1_metadata_reads_as_full_resolution(tiny_checkpoint: tuple) -> None:
+    data = tiny_checkpoint[2].to_dict()
+    data["format_version"] = 1
+    del data["input_scale"]
+    migrated = CheckpointMetadata.from_dict(data)
+    assert migrated.input_scale == 1.0 and migrated.to_dict()["format_version"] == 2
+
+
+def test_input_scale_is_kept_and_checked(tmp_path: Path) -> None:
+    config = preset("tiny")
+    path = save_checkpoint(tmp_path / "half.safetensors", build_model(config), CheckpointMetadata(config, input_scale=0.5))
+    assert load_checkpoint(path).metadata.input_scale == 0.5
+    with pytest.raises(CheckpointError, match="input_scale must be a number in"):
+        CheckpointMetadata(config, input_scale=0)

@@ -77,3 +77,21 @@ def test_large_plane_path_matches_the_in_memory_path(intensity_model, tmp_path: 
     from napari_usema.metrics import instance_f1
 
     assert instance_f1(small, large).f1 == 1.0
+
+
+def test_model_with_input_scale_runs_at_its_resolution_and_answers_at_the_image_s(intensity_model) -> None:
+    """A half-resolution model sees the image resized by 0.5; labels come back at full size."""
+    import dataclasses
+
+    from conftest import disk_image
+    from napari_usema.metrics import instance_f1
+    from napari_usema.rescale import resize_image, resize_probabilities
+
+    image = disk_image((200, 240), [(y, x) for y in range(30, 200, 60) for x in range(30, 240, 60)], 16)
+    half = dataclasses.replace(intensity_model, metadata=dataclasses.replace(intensity_model.metadata, input_scale=0.5))
+    result = drive(segment(half, image, TILING, keep_probabilities=True))
+    assert result.labels.shape == image.shape and result.probabilities.shape == (3, *image.shape)
+    direct = drive(segment(intensity_model, resize_image(image, 0.5), TILING, keep_probabilities=True))
+    np.testing.assert_allclose(result.probabilities, resize_probabilities(direct.probabilities, image.shape), atol=1e-5)
+    full = drive(segment(intensity_model, image, TILING)).labels
+    assert result.labels.max() == 12 and instance_f1(full, result.labels).f1 == 1.0

@@ -54,6 +54,16 @@ def test_small_images_are_padded_with_zero_weight() -> None:
     assert weights.sum() == 20 * 24
 
 
+def test_samples_are_resized_to_the_model_scale() -> None:
+    image, labels = blobs(2, shape=(64, 80), n=4)
+    region = np.zeros(labels.shape, bool)
+    region[:32] = True
+    s = make_sample("half", image, labels, task="instance", in_channels=1, recipe=NormalizationRecipe(), region=region, scale=0.5)
+    assert s.image.shape == (1, 32, 40) and s.target.shape == s.labels.shape == s.region.shape == (32, 40)
+    assert s.region[:16].all() and not s.region[16:].any()
+    assert set(np.unique(s.labels)) == set(np.unique(labels))  # 8x8 blobs survive halving, ids intact
+
+
 def test_loss_is_low_for_the_right_answer_and_respects_weights() -> None:
     target = torch.randint(0, 3, (2, 16, 16))
     good = torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float() * 20

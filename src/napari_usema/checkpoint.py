@@ -8,6 +8,7 @@ lives in :func:`migrate_metadata`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 from dataclasses import dataclass, field
@@ -20,8 +21,10 @@ from safetensors.torch import load_file, save_file
 
 from .model import USEMA, USEMAConfig, build_model
 from .normalization import NormalizationRecipe
+from .rescale import check_scale
 
-FORMAT_VERSION = 1
+# 2: adds input_scale (version 1 files are read as input_scale 1).
+FORMAT_VERSION = 2
 METADATA_KEY = "napari_usema"
 Task = Literal["instance", "semantic"]
 INSTANCE_CLASSES = ("background", "interior", "boundary")
@@ -41,6 +44,8 @@ class CheckpointMetadata:
         class_names: One name per output channel.
         normalization: How raw intensities are mapped to inputs.
         provenance: Where the weights came from: data, steps, metrics, parent checkpoint.
+        input_scale: Images are resized by this factor before the network and its outputs resized
+            back (0.5: the model works at half resolution).
     """
 
     config: USEMAConfig
@@ -48,8 +53,13 @@ class CheckpointMetadata:
     class_names: tuple[str, ...] = INSTANCE_CLASSES
     normalization: NormalizationRecipe = field(default_factory=NormalizationRecipe)
     provenance: dict[str, Any] = field(default_factory=dict)
+    input_scale: float = 1.0
 
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "input_scale", check_scale(self.input_scale))
+        except ValueError as err:
+            raise CheckpointError(str(err)) from None
         if self.task not in ("instance", "semantic"):
             raise CheckpointError(f"task must be 'instance' or 'semantic', got {self.task!r}")
         object.__setattr__(self, "class_names", tuple(self.class_names))
@@ -71,6 +81,7 @@ class CheckpointMetadata:
             "input_channels": self.input_channels,
             "normalization": self.normalization.to_dict(),
             "provenance": self.provenance,
+            "input_scale": self.input_scale,
         }
 
     @classmethod
@@ -84,6 +95,7 @@ class CheckpointMetadata:
                 class_names=tuple(data["class_names"]),
                 normalization=NormalizationRecipe.from_dict(data["normalization"]),
                 provenance=dict(data.get("provenance", {})),
+                input_scale=data["input_scale"],
             )
         except KeyError as err:
             raise CheckpointError(f"checkpoint metadata lacks the field {err.args[0]!r}") from None
@@ -96,7 +108,7 @@ class CheckpointMetadata:
         return meta
 
     def with_provenance(self, **changes: Any) -> CheckpointMetadata:
-        return CheckpointMetadata(self.config, self.task, self.class_names, self.normalization, {**self.provenance, **changes})
+        return dataclasses.replace(self, provenance={**self.provenance, **changes})
 
 
 def migrate_metadata(data: dict[str, Any]) -> dict[str, Any]:
@@ -114,7 +126,11 @@ def migrate_metadata(data: dict[str, Any]) -> dict[str, Any]:
         )
     if version < 1:
         raise CheckpointError(f"unknown checkpoint format version {version}")
-    return dict(data)
+    data = dict(data)
+    if version == 1:
+        data["input_scale"] = 1.0  # version 1 models all ran at the image's own resolution
+        data["format_version"] = 2
+    return data
 
 
 @dataclass

@@ -94,6 +94,7 @@ def make_samples(parent: LoadedModel, pairs: Sequence[CorrectedPair], channel: i
                 recipe=meta.normalization,
                 channel=channel,
                 region=region,
+                scale=meta.input_scale,
             )
         )
     if not samples:

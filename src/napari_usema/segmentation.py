@@ -21,6 +21,7 @@ from .channels import ChannelError
 from .checkpoint import LoadedModel
 from .inference import ArraySink, ClassSink, ImageSource, InferenceProgress, predict_tiles
 from .postprocess import WatershedConfig, classes_from_probabilities, instances_from_probabilities
+from .rescale import resize_image, resize_probabilities
 from .tiling import TilingConfig
 
 # Planes with more pixels than this are post-processed band by band from files on disk.
@@ -111,13 +112,21 @@ def segment(
         dtype = np.uint8 if meta.task == "semantic" else np.uint32
         labels_out = np.zeros((planes, h, w) if layout.stacked else (h, w), dtype)
     probabilities = np.zeros((planes, meta.config.out_channels, h, w), np.float32) if keep_probabilities else None
+    if large and meta.input_scale != 1:
+        raise ValueError(
+            f"this model resizes images by {meta.input_scale:g}, which napari-usema does only for planes up to "
+            f"{LARGE_PLANE_PIXELS:,} pixels; this one has {h * w:,}: crop it or resize it yourself"
+        )
     notes: list[str] = []
     for z in range(planes):
         plane = image[z] if layout.stacked else image
-        source = ImageSource.prepare(plane, meta.input_channels, meta.normalization, channel)
         target = labels_out[z] if layout.stacked else labels_out
         prob_plane = probabilities[z] if probabilities is not None else None
-        gen = _segment_plane(loaded, source, tiling, watershed, target, prob_plane, large)
+        if meta.input_scale != 1:
+            gen = _segment_plane_rescaled(loaded, np.asarray(plane), channel, tiling, watershed, target, prob_plane)
+        else:
+            source = ImageSource.prepare(plane, meta.input_channels, meta.normalization, channel)
+            gen = _segment_plane(loaded, source, tiling, watershed, target, prob_plane, large)
         for progress in _forward(gen, z, planes):
             if progress.message:
                 notes.append(progress.message)
@@ -167,6 +176,32 @@ def _segment_plane(
         )
         count = instances_banded(interior, foreground, labels_out, scaled)
         _check_capacity(labels_out, count)
+
+
+def _segment_plane_rescaled(
+    loaded: LoadedModel,
+    plane: np.ndarray,
+    channel: int | None,
+    tiling: TilingConfig,
+    watershed: WatershedConfig,
+    labels_out: Any,
+    probabilities: np.ndarray | None,
+) -> Generator[InferenceProgress, None, None]:
+    """Resize the plane to the model's scale, predict there, and post-process at full resolution."""
+    meta = loaded.metadata
+    small = resize_image(plane, meta.input_scale)
+    source = ImageSource.prepare(small, meta.input_channels, meta.normalization, channel)
+    sink = ArraySink(meta.config.out_channels, source.shape, None)
+    yield from predict_tiles(loaded.model, source, sink, tiling)
+    probs = resize_probabilities(sink.out, plane.shape[:2])  # (K, H, W)
+    if probabilities is not None:
+        probabilities[:] = probs
+    if meta.task == "semantic":
+        labels_out[:] = classes_from_probabilities(probs)
+        return
+    labels = instances_from_probabilities(probs, watershed)
+    _check_capacity(labels_out, int(labels.max()))
+    labels_out[:] = labels
 
 
 def disk_array(path: Path, shape: tuple[int, int], dtype: Any, rows: int = 512) -> Any:

@@ -136,6 +136,7 @@ class SegmentSection(Container):
         self.info.value = (
             f"{meta.task}: {', '.join(meta.class_names)} | {meta.input_channels} input channel(s) | "
             f"{count_parameters(loaded.model) / 1e6:.1f}M parameters"
+            + (f" | runs at {meta.input_scale:g}x resolution" if meta.input_scale != 1 else "")
         )
         self.model_changed.emit(loaded)
 

@@ -20,6 +20,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--class-names", help="comma-separated class names for semantic tasks, background first")
     p.add_argument("--train-list", type=Path, help="file with the image names to train on (default: all not in --val-list)")
     p.add_argument("--val-list", type=Path, help="file with the image names to validate on")
+    p.add_argument(
+        "--input-scale",
+        type=float,
+        default=1.0,
+        help="resize images by this factor before the network, in training and inference (0.5 for large objects; default 1)",
+    )
     p.add_argument("--no-global-mean", action="store_true", help="ablation: window attention without the mean of V")
     _add_schedule_options(p, defaults_from="train")
     p.add_argument("--resume", action="store_true", help="continue from OUT's .state.pt if present")
@@ -98,6 +104,7 @@ def run_train(args: argparse.Namespace) -> int:
         class_names,
         recipe,
         {"data": str(args.data), "train_names": len(train_names), "val_names": val, "preset": args.preset},
+        input_scale=args.input_scale,
     )
     init_model = None
     if args.init:
@@ -109,10 +116,9 @@ def run_train(args: argparse.Namespace) -> int:
             raise ValueError(f"--init {args.init} was built with another config than --preset {args.preset} and these options")
         init_model = init.model
     world = init_world(args.device)
-    train_samples = load_folder(args.data, train_names, task=args.task, in_channels=args.in_channels, recipe=recipe)
-    val_samples = (
-        load_folder(args.data, val, task=args.task, in_channels=args.in_channels, recipe=recipe) if world.is_main else []
-    )
+    load = dict(task=args.task, in_channels=args.in_channels, recipe=recipe, scale=metadata.input_scale)
+    train_samples = load_folder(args.data, train_names, **load)
+    val_samples = load_folder(args.data, val, **load) if world.is_main else []
     schedule = _schedule(args, TrainingConfig())
     log_path = args.out.with_name(args.out.name.removesuffix(".safetensors") + ".log.jsonl")
     log_path.parent.mkdir(parents=True, exist_ok=True)

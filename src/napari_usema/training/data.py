@@ -15,6 +15,7 @@ from ..channels import plan_channels
 from ..images import find_pairs, read_image
 from ..normalization import NormalizationRecipe, normalize
 from ..postprocess import instance_targets
+from ..rescale import resize_image, resize_labels
 
 
 @dataclass
@@ -46,13 +47,21 @@ def make_sample(
     recipe: NormalizationRecipe,
     channel: int | None = None,
     region: np.ndarray | None = None,
+    scale: float = 1.0,
 ) -> Sample:
-    """Build a :class:`Sample` from a raw image ``(H, W[, C])`` and its masks ``(H, W)``."""
+    """Build a :class:`Sample` from a raw image ``(H, W[, C])`` and its masks ``(H, W)``.
+
+    ``scale`` resizes all three first (the model's ``input_scale``), exactly as inference will.
+    """
     labels = np.asarray(labels)
     if labels.ndim == 3 and labels.shape[-1] in (3, 4):  # masks saved as RGB: identical channels
         labels = labels[..., 0]
     if labels.shape != image.shape[:2]:
         raise ValueError(f"{name}: masks {labels.shape} do not match the image {image.shape[:2]}")
+    if scale != 1:
+        image = resize_image(image, scale)
+        labels = resize_labels(labels, image.shape[:2])
+        region = None if region is None else resize_labels(np.asarray(region, bool), image.shape[:2])
     plan = plan_channels(image.shape, in_channels, channel)
     chw = normalize(plan.take(image), recipe)
     target = instance_targets(labels) if task == "instance" else labels.astype(np.uint8)
@@ -67,6 +76,7 @@ def load_folder(
     task: str,
     in_channels: int,
     recipe: NormalizationRecipe,
+    scale: float = 1.0,
 ) -> list[Sample]:
     """Load the pairs of a ``DIR/images`` + ``DIR/masks`` folder, optionally only ``names``."""
     pairs = find_pairs(data_dir)
@@ -76,7 +86,7 @@ def load_folder(
             raise ValueError(f"{len(unknown)} listed names are not in {data_dir}, e.g. {unknown[0]}")
         pairs = {n: pairs[n] for n in names}
     return [
-        make_sample(n, read_image(i), read_image(m), task=task, in_channels=in_channels, recipe=recipe)
+        make_sample(n, read_image(i), read_image(m), task=task, in_channels=in_channels, recipe=recipe, scale=scale)
         for n, (i, m) in pairs.items()
     ]
 
