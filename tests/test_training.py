@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -62,6 +63,16 @@ def test_samples_are_resized_to_the_model_scale() -> None:
     assert s.image.shape == (1, 32, 40) and s.target.shape == s.labels.shape == s.region.shape == (32, 40)
     assert s.region[:16].all() and not s.region[16:].any()
     assert set(np.unique(s.labels)) == set(np.unique(labels))  # 8x8 blobs survive halving, ids intact
+
+
+def test_inversion_augmentation_flips_intensities_only() -> None:
+    s = sample(3)
+    plain = AugmentConfig(flips=False, rot90=False, scale_range=(1, 1), intensity=0, blur_probability=0, noise=0)
+    inverted = dataclasses.replace(plain, invert_probability=1.0)
+    a = PatchSampler([s], 32, plain).batch([0], np.random.default_rng(5))
+    b = PatchSampler([s], 32, inverted).batch([0], np.random.default_rng(5))
+    torch.testing.assert_close(b[0], 1 - a[0])
+    assert torch.equal(a[1], b[1]) and torch.equal(a[2], b[2])
 
 
 def test_loss_is_low_for_the_right_answer_and_respects_weights() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -25,6 +26,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=1.0,
         help="resize images by this factor before the network, in training and inference (0.5 for large objects; default 1)",
+    )
+    p.add_argument(
+        "--invert-probability",
+        type=float,
+        default=0.0,
+        help="augmentation: invert this fraction of patches, for models meant for bright and dark objects (default 0)",
     )
     p.add_argument("--no-global-mean", action="store_true", help="ablation: window attention without the mean of V")
     _add_schedule_options(p, defaults_from="train")
@@ -59,8 +66,6 @@ def _add_schedule_options(p: argparse.ArgumentParser, defaults_from: str) -> Non
 
 
 def _schedule(args: argparse.Namespace, base: object) -> object:
-    import dataclasses
-
     return dataclasses.replace(
         base,
         steps=args.steps,
@@ -78,7 +83,7 @@ def run_train(args: argparse.Namespace) -> int:
     from napari_usema.images import find_pairs
     from napari_usema.model import preset
     from napari_usema.normalization import NormalizationRecipe
-    from napari_usema.training.data import load_folder, read_name_list
+    from napari_usema.training.data import AugmentConfig, load_folder, read_name_list
     from napari_usema.training.distributed import init_world, shutdown
     from napari_usema.training.trainer import TrainingConfig, train
 
@@ -120,6 +125,8 @@ def run_train(args: argparse.Namespace) -> int:
     train_samples = load_folder(args.data, train_names, **load)
     val_samples = load_folder(args.data, val, **load) if world.is_main else []
     schedule = _schedule(args, TrainingConfig())
+    if args.invert_probability:
+        schedule = dataclasses.replace(schedule, augment=AugmentConfig(invert_probability=args.invert_probability))
     log_path = args.out.with_name(args.out.name.removesuffix(".safetensors") + ".log.jsonl")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     bar = ProgressBar(schedule.steps, "train", enabled=world.is_main)

@@ -107,6 +107,9 @@ class AugmentConfig:
     intensity: float = 0.2  # brightness and contrast jitter
     blur_probability: float = 0.2
     noise: float = 0.05
+    # Inverting a patch (x -> 1 - x after normalisation) shows a model trained on bright-on-dark
+    # fluorescence what dark-on-bright nuclei (stained tissue, bright-field) look like.
+    invert_probability: float = 0.0
 
 
 class PatchSampler:
@@ -193,6 +196,8 @@ def _augment(
     image, target, weight = geometric(image), geometric(target), geometric(weight)
     if aug.blur_probability and rng.random() < aug.blur_probability:
         image = ndi.gaussian_filter(image, sigma=(0, *(rng.uniform(0.5, 1.5),) * 2))
+    if aug.invert_probability and rng.random() < aug.invert_probability:  # no draw when off: recipes repeat
+        image = 1 - image
     if aug.intensity:
         contrast = rng.uniform(1 - aug.intensity, 1 + aug.intensity)
         brightness = rng.uniform(-aug.intensity, aug.intensity) / 2
