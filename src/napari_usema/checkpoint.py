@@ -174,19 +174,23 @@ def _read_header(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} does not exist")
     size = path.stat().st_size
     with path.open("rb") as fh:
-        head = fh.read(8)
-        if head[:2] == b"PK" or head[:1] == b"\x80":
+        head = fh.read(9)
+        # A safetensors header is JSON right after its 8-byte length; only otherwise look for a
+        # pickle or zip signature (a header length of 128 + 256k also starts with byte 0x80).
+        json_header = len(head) == 9 and head[8:9] == b"{"
+        if not json_header and (head[:2] == b"PK" or head[:1] == b"\x80"):
             raise CheckpointError(
                 f"{path} is a pickled PyTorch file, not a .safetensors checkpoint; pickles can carry code, "
                 "so napari-usema loads them only as plain state dicts: rename it to .pt and pass --config"
             )
         if len(head) < 8:
             raise CheckpointError(f"{path} is truncated: {size} bytes is too short for a checkpoint")
-        (header_len,) = struct.unpack("<Q", head)
+        (header_len,) = struct.unpack("<Q", head[:8])
         if header_len > 100_000_000:
             raise CheckpointError(f"{path} is not a .safetensors checkpoint (its header is not one)")
         if 8 + header_len > size:
             raise CheckpointError(f"{path} is truncated: its header needs {header_len} bytes, the file has {size - 8}")
+        fh.seek(8)
         raw = fh.read(header_len)
     try:
         header = json.loads(raw)
