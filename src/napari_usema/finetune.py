@@ -14,17 +14,19 @@ from .checkpoint import LoadedModel
 from .training.data import AugmentConfig, Sample, make_sample
 from .training.trainer import TrainingConfig, TrainingProgress, train
 
-# Measured to finish 100 steps of the `small` preset within a minute on a 2-core CPU (see README).
+# Chosen with benchmarks/finetune_transfer.py and benchmarks/finetune_speed.py (see README): every
+# stage trains (colour and contrast must adapt when the user's images differ from the training data),
+# and one 112-pixel patch a step keeps 100 steps of the `small` preset within a minute on a 2-core CPU.
 FINETUNE_DEFAULTS = TrainingConfig(
     steps=100,
-    patch=128,
-    batch=2,
-    lr=3e-4,
+    patch=112,
+    batch=1,
+    lr=1e-3,
     warmup_steps=5,
     val_every=0,
     foreground_oversample=0.5,
     save_state=False,
-    frozen_encoder_stages=1,
+    frozen_encoder_stages=0,
     augment=AugmentConfig(scale_range=(0.8, 1.25)),
 )
 
