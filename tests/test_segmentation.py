@@ -95,3 +95,12 @@ def test_model_with_input_scale_runs_at_its_resolution_and_answers_at_the_image_
     np.testing.assert_allclose(result.probabilities, resize_probabilities(direct.probabilities, image.shape), atol=1e-5)
     full = drive(segment(intensity_model, image, TILING)).labels
     assert result.labels.max() == 12 and instance_f1(full, result.labels).f1 == 1.0
+
+
+def test_rescaled_model_refuses_a_plane_too_large_to_resize_in_memory(intensity_model, monkeypatch) -> None:
+    import dataclasses
+
+    half = dataclasses.replace(intensity_model, metadata=dataclasses.replace(intensity_model.metadata, input_scale=0.5))
+    monkeypatch.setattr(segmentation, "LARGE_PLANE_PIXELS", 100)
+    with pytest.raises(ValueError, match="crop it or resize it yourself"):
+        next(segment(half, np.zeros((20, 20), np.float32), TILING))

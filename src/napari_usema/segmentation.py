@@ -107,16 +107,16 @@ def segment(
     planes = image.shape[0] if layout.stacked else 1
     h, w = image.shape[1:3] if layout.stacked else image.shape[:2]
     large = h * w > LARGE_PLANE_PIXELS
-    own_output = labels_out is None
-    if own_output:
-        dtype = np.uint8 if meta.task == "semantic" else np.uint32
-        labels_out = np.zeros((planes, h, w) if layout.stacked else (h, w), dtype)
-    probabilities = np.zeros((planes, meta.config.out_channels, h, w), np.float32) if keep_probabilities else None
     if large and meta.input_scale != 1:
         raise ValueError(
             f"this model resizes images by {meta.input_scale:g}, which napari-usema does only for planes up to "
             f"{LARGE_PLANE_PIXELS:,} pixels; this one has {h * w:,}: crop it or resize it yourself"
         )
+    own_output = labels_out is None
+    if own_output:
+        dtype = np.uint8 if meta.task == "semantic" else np.uint32
+        labels_out = np.zeros((planes, h, w) if layout.stacked else (h, w), dtype)
+    probabilities = np.zeros((planes, meta.config.out_channels, h, w), np.float32) if keep_probabilities else None
     notes: list[str] = []
     for z in range(planes):
         plane = image[z] if layout.stacked else image
