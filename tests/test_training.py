@@ -19,7 +19,7 @@ from napari_usema.model import preset
 from napari_usema.normalization import NormalizationRecipe
 from napari_usema.training.data import AugmentConfig, PatchSampler, make_sample
 from napari_usema.training.losses import deep_supervision_loss, dice_ce_loss
-from napari_usema.training.trainer import TrainingConfig, output_paths, train
+from napari_usema.training.trainer import TrainingConfig, output_paths, schedule_factor, train
 
 HERE = Path(__file__).parent
 
@@ -101,6 +101,28 @@ def test_training_runs_saves_and_resumes(tmp_path: Path) -> None:
         train([sample(0), sample(1)], [sample(2)], meta, TrainingConfig(**{**schedule.__dict__, "steps": 6}), out, resume=True)
     )
     assert [r.step for r in resumed] == [5, 6]
+
+
+def test_cosine_follows_whichever_budget_runs_out_first() -> None:
+    by_steps = TrainingConfig(steps=110, warmup_steps=10)
+    assert schedule_factor(by_steps, 0, 0.0) == pytest.approx(0.1)  # warm-up
+    assert schedule_factor(by_steps, 60, 1e6) == pytest.approx(0.5)  # no budget: the clock is ignored
+    timed = dataclasses.replace(by_steps, steps=10_000, time_budget_s=100.0)
+    assert schedule_factor(timed, 60, 50.0) == pytest.approx(0.5)  # half the time spent
+    assert schedule_factor(timed, 60, 100.0) == pytest.approx(0.0)
+
+
+def test_a_time_budget_ends_the_run_validated_and_saved(tmp_path: Path) -> None:
+    meta = CheckpointMetadata(preset("tiny"), "instance")
+    schedule = TrainingConfig(
+        steps=100_000, patch=32, batch=2, val_every=0, device="cpu", warmup_steps=1, val_tile=64, time_budget_s=1.0
+    )
+    out = tmp_path / "m.safetensors"
+    records = list(train([sample(0)], [sample(2)], meta, schedule, out))
+    assert 1 < len(records) < 100_000
+    assert records[-1].val_metric is not None and records[-1].event == "best"
+    assert records[-1].lr == 0.0 and records[0].lr > 0  # the cosine reached its end with the clock
+    assert read_metadata(out).provenance["steps"] == records[-1].step
 
 
 def test_training_learns_blobs(tmp_path: Path) -> None:

@@ -61,6 +61,12 @@ def _add_schedule_options(p: argparse.ArgumentParser, defaults_from: str) -> Non
     p.add_argument("--batch", type=int, default=d.batch, help=f"patches per step and process (default {d.batch})")
     p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr:g})")
     p.add_argument("--val-every", type=int, default=d.val_every, help=f"validate and save every N steps (default {d.val_every})")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        help="also stop after this many minutes, validation included; the learning-rate cosine follows the clock "
+        "(set --steps high to let the clock decide)",
+    )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (under torchrun: each rank's own GPU)")
 
@@ -75,7 +81,14 @@ def _schedule(args: argparse.Namespace, base: object) -> object:
         val_every=args.val_every,
         seed=args.seed,
         device=args.device,
+        time_budget_s=None if args.minutes is None else _positive(args.minutes, "--minutes") * 60,
     )
+
+
+def _positive(value: float, name: str) -> float:
+    if not value > 0:
+        raise ValueError(f"{name} must be positive, got {value:g}")
+    return value
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -56,6 +56,15 @@ def shard(items: list, world: World) -> list:
     return items[world.rank :: world.size]
 
 
+def agree_on_max(value: float, world: World) -> float:
+    """The largest ``value`` over all ranks (the value itself without torchrun)."""
+    if not world.distributed:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return float(tensor.item())
+
+
 def barrier(world: World) -> None:
     if world.distributed:
         dist.barrier()

@@ -3,6 +3,10 @@
 AdamW with warm-up and cosine decay, Dice + CE with deep supervision, gradient clipping, autocast on
 CUDA, DistributedDataParallel under torchrun, periodic saves, resume, and the best checkpoint chosen
 on the validation metric (F1 at IoU 0.5 for instances, DSC for semantic classes).
+
+A run is bounded by steps and, optionally, by wall-clock seconds (``time_budget_s``): the cosine then
+follows whichever runs out first, so a "train for 5 minutes" run still ends at a low learning rate.
+The next batch is drawn on a background thread while the device computes the current one.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +31,7 @@ from ..model import USEMA, build_model
 from ..postprocess import WatershedConfig, classes_from_probabilities, instances_from_probabilities
 from ..tiling import TilingConfig
 from .data import AugmentConfig, PatchSampler, Sample
-from .distributed import World, barrier, rank_device
+from .distributed import World, agree_on_max, barrier, rank_device
 from .losses import deep_supervision_loss
 
 
@@ -52,6 +57,9 @@ class TrainingConfig:
     # Keep the first N encoder stages fixed: their full-resolution backward pass dominates a step's
     # cost on a CPU, and low-level features transfer well (used by fine-tuning).
     frozen_encoder_stages: int = 0
+    # Stop after this many seconds of training (validation included), whichever of this and ``steps``
+    # comes first; the learning-rate schedule follows the same clock. None: steps alone.
+    time_budget_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -92,14 +100,17 @@ def validate(
     return float(np.mean(scores))
 
 
-def _schedule(config: TrainingConfig) -> Any:
-    def factor(step: int) -> float:
-        if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+def schedule_factor(config: TrainingConfig, step: int, seconds: float) -> float:
+    """Learning-rate multiplier: linear warm-up over steps, then a cosine over the run's progress.
 
-    return factor
+    Progress is the larger of the fraction of steps done and (with a time budget) of time spent.
+    """
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    if config.time_budget_s:
+        progress = max(progress, seconds / config.time_budget_s)
+    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
 def train(
@@ -135,52 +146,66 @@ def train(
         stage.requires_grad_(False)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
-    start, best, history = 0, -1.0, []
+    start, best, history, spent = 0, -1.0, [], 0.0
     if resume and state_path.exists():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
         start, best, history = int(state["step"]), float(state["best"]), list(state["history"])
+        spent = float(state.get("seconds", 0.0))  # absent in states written before time budgets
     net: torch.nn.Module = DistributedDataParallel(model) if world.distributed else model
     sampler = PatchSampler(train_samples, config.patch, config.augment, config.foreground_oversample)
     order = _IndexStream(len(train_samples), world, config.seed)
+
+    def draw(step: int) -> tuple[torch.Tensor, ...]:
+        rng = np.random.default_rng([config.seed, world.rank, step])  # per step: resumed runs repeat
+        return sampler.batch(order.take(config.batch, step), rng)
+
     use_amp = device.type == "cuda"
-    began = time.perf_counter()
-    for step in range(start, config.steps):
-        rng = np.random.default_rng([config.seed, world.rank, step])
-        images, targets, weights = (t.to(device) for t in sampler.batch(order.take(config.batch, step), rng))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            outputs = net(images, deep_supervision=metadata.config.deep_supervision)
-        outputs = outputs if isinstance(outputs, list) else [outputs]
-        loss = deep_supervision_loss(outputs, targets, weights)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        done = step + 1
-        record = TrainingProgress(
-            done, config.steps, float(loss.detach()), scheduler.get_last_lr()[0], time.perf_counter() - began
-        )
-        history.append({"step": done, "loss": record.loss})
-        if (config.val_every > 0 and done % config.val_every == 0) or done == config.steps:
-            record, best = _checkpoint_step(model, val_samples, metadata, config, out, record, best, history, world, device)
-            if world.is_main and config.save_state:
-                torch.save(
-                    {
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "step": done,
-                        "best": best,
-                        "history": history,
-                    },
-                    state_path,
-                )
-            barrier(world)
-        yield record
+    began = time.perf_counter() - spent
+    with ThreadPoolExecutor(max_workers=1) as prefetch:
+        upcoming = prefetch.submit(draw, start)
+        for step in range(start, config.steps):
+            images, targets, weights = (t.to(device, non_blocking=True) for t in upcoming.result())
+            if step + 1 < config.steps:
+                upcoming = prefetch.submit(draw, step + 1)
+            # Ranks must agree on the clock, or their learning rates (and so their weights) drift apart.
+            seconds = agree_on_max(time.perf_counter() - began, world)
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * schedule_factor(config, step, seconds)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                outputs = net(images, deep_supervision=metadata.config.deep_supervision)
+            outputs = outputs if isinstance(outputs, list) else [outputs]
+            loss = deep_supervision_loss(outputs, targets, weights)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
+            optimizer.step()
+            done = step + 1
+            out_of_time = config.time_budget_s is not None and seconds >= config.time_budget_s
+            record = TrainingProgress(
+                done, config.steps, float(loss.detach()), optimizer.param_groups[0]["lr"], time.perf_counter() - began
+            )
+            history.append({"step": done, "loss": record.loss})
+            if (config.val_every > 0 and done % config.val_every == 0) or done == config.steps or out_of_time:
+                record, best = _checkpoint_step(model, val_samples, metadata, config, out, record, best, history, world, device)
+                if world.is_main and config.save_state:
+                    torch.save(
+                        {
+                            "model": model.state_dict(),
+                            "optimizer": optimizer.state_dict(),
+                            "step": done,
+                            "best": best,
+                            "history": history,
+                            "seconds": time.perf_counter() - began,
+                        },
+                        state_path,
+                    )
+                barrier(world)
+            yield record
+            if out_of_time:
+                upcoming.cancel()
+                break
 
 
 def _checkpoint_step(
