@@ -173,3 +173,16 @@ def test_header_length_that_starts_like_a_pickle_still_loads(tmp_path: Path) -> 
     else:
         pytest.fail("no padding gave a header length starting with 0x80")
     assert load_checkpoint(path).metadata.provenance["pad"] == "x" * pad
+
+
+def test_tuned_postprocess_is_kept_optional_and_checked(tmp_path: Path) -> None:
+    config = preset("tiny")
+    meta = CheckpointMetadata(config, postprocess={"interior_threshold": 0.9, "min_size": 30})
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "tuned.safetensors", build_model(config), meta))
+    ws = loaded.metadata.watershed()
+    assert (ws.interior_threshold, ws.min_size, ws.foreground_threshold) == (0.9, 30, 0.5)  # the rest: defaults
+    older = meta.to_dict()
+    del older["postprocess"]  # files written before the field existed
+    assert CheckpointMetadata.from_dict(older).watershed() == CheckpointMetadata(config).watershed()
+    with pytest.raises(CheckpointError, match="unknown post-process setting 'seed_threshold'"):
+        CheckpointMetadata(config, postprocess={"seed_threshold": 0.9})

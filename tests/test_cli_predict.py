@@ -151,3 +151,18 @@ def test_predict_under_torchrun_shards_files_across_two_processes(
     # Each file was written by exactly one rank.
     wrote = [line for line in result.stderr.splitlines() if line.startswith("wrote ")]
     assert len(wrote) == 5 and len(set(wrote)) == 5
+
+
+def test_command_line_options_override_the_models_tuned_postprocess() -> None:
+    import argparse
+
+    from napari_usema.cli.predict import chosen_watershed
+    from napari_usema.postprocess import WatershedConfig
+
+    tuned = WatershedConfig(interior_threshold=0.9, foreground_threshold=0.6)
+    none_given = argparse.Namespace(
+        mode=None, interior_threshold=None, foreground_threshold=None, min_size=None, no_fill_holes=False
+    )
+    assert chosen_watershed(tuned, none_given) == tuned
+    some = argparse.Namespace(**{**vars(none_given), "foreground_threshold": 0.3, "no_fill_holes": True})
+    assert chosen_watershed(tuned, some) == tuned.replace(foreground_threshold=0.3, fill_holes=False)

@@ -104,3 +104,20 @@ def test_rescaled_model_refuses_a_plane_too_large_to_resize_in_memory(intensity_
     monkeypatch.setattr(segmentation, "LARGE_PLANE_PIXELS", 100)
     with pytest.raises(ValueError, match="crop it or resize it yourself"):
         next(segment(half, np.zeros((20, 20), np.float32), TILING))
+
+
+def test_the_models_tuned_postprocess_is_the_default(intensity_model) -> None:
+    import dataclasses
+
+    from conftest import disk_image
+    from napari_usema.postprocess import WatershedConfig
+
+    image = disk_image((120, 120), [(30, 30), (30, 90), (90, 60)], 12)
+    tiling = TilingConfig(tile=64, device="cpu")
+    plain = drive(segment(intensity_model, image, tiling)).labels
+    strict = dataclasses.replace(
+        intensity_model, metadata=dataclasses.replace(intensity_model.metadata, postprocess={"min_size": 1000})
+    )
+    assert plain.max() == 3
+    assert drive(segment(strict, image, tiling)).labels.max() == 0  # every seed is under 1000 px
+    assert drive(segment(strict, image, tiling, WatershedConfig())).labels.max() == 3  # an explicit choice wins

@@ -81,6 +81,18 @@ def test_slider_change_updates_labels_without_the_network(dock, qtbot, intensity
     assert "re-computed in" in widget.postprocess.status.value
 
 
+def test_a_models_tuned_postprocess_sets_the_sliders(dock, intensity_model) -> None:
+    import dataclasses
+
+    _, widget = dock
+    tuned = dataclasses.replace(intensity_model.metadata, postprocess={"interior_threshold": 0.9, "foreground_threshold": 0.6})
+    widget.segment.use_model(dataclasses.replace(intensity_model, metadata=tuned))
+    assert (widget.postprocess.interior.value, widget.postprocess.foreground.value) == (0.9, 0.6)
+    assert widget.segment.watershed == tuned.watershed()
+    widget.segment.use_model(intensity_model)  # back to a model without tuned values: the defaults
+    assert widget.postprocess.interior.value == 0.5
+
+
 def test_painted_corrections_are_never_overwritten(dock, qtbot, intensity_model) -> None:
     viewer, widget = dock
     widget.segment.use_model(intensity_model)

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from .model import USEMA, USEMAConfig, build_model
 from .normalization import NormalizationRecipe
+from .postprocess import WatershedConfig
 from .rescale import check_scale
 
 # 2: adds input_scale (version 1 files are read as input_scale 1).
@@ -46,6 +47,9 @@ class CheckpointMetadata:
         provenance: Where the weights came from: data, steps, metrics, parent checkpoint.
         input_scale: Images are resized by this factor before the network and its outputs resized
             back (0.5: the model works at half resolution).
+        postprocess: The instance post-process this model was tuned with (fields of
+            :class:`WatershedConfig`, e.g. ``{"interior_threshold": 0.9}``); empty: the defaults. An
+            optional field, so files written before it existed and readers that predate it both work.
     """
 
     config: USEMAConfig
@@ -54,6 +58,7 @@ class CheckpointMetadata:
     normalization: NormalizationRecipe = field(default_factory=NormalizationRecipe)
     provenance: dict[str, Any] = field(default_factory=dict)
     input_scale: float = 1.0
+    postprocess: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         try:
@@ -67,6 +72,14 @@ class CheckpointMetadata:
             raise CheckpointError(f"{len(self.class_names)} class names for a model with {self.config.out_channels} outputs")
         if self.task == "instance" and self.config.out_channels != 3:
             raise CheckpointError("instance models predict 3 classes (background, interior, boundary)")
+        known = {f.name for f in dataclasses.fields(WatershedConfig)}
+        unknown = sorted(set(self.postprocess) - known)
+        if unknown:
+            raise CheckpointError(f"unknown post-process setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
+
+    def watershed(self) -> WatershedConfig:
+        """The post-process to start from: the defaults with this model's tuned values applied."""
+        return WatershedConfig().replace(**self.postprocess)
 
     @property
     def input_channels(self) -> int:
@@ -82,6 +95,7 @@ class CheckpointMetadata:
             "normalization": self.normalization.to_dict(),
             "provenance": self.provenance,
             "input_scale": self.input_scale,
+            "postprocess": self.postprocess,
         }
 
     @classmethod
@@ -96,6 +110,7 @@ class CheckpointMetadata:
                 normalization=NormalizationRecipe.from_dict(data["normalization"]),
                 provenance=dict(data.get("provenance", {})),
                 input_scale=data["input_scale"],
+                postprocess=dict(data.get("postprocess", {})),
             )
         except KeyError as err:
             raise CheckpointError(f"checkpoint metadata lacks the field {err.args[0]!r}") from None

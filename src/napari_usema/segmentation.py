@@ -85,7 +85,7 @@ def segment(
     loaded: LoadedModel,
     image: Any,
     tiling: TilingConfig = TilingConfig(),
-    watershed: WatershedConfig = WatershedConfig(),
+    watershed: WatershedConfig | None = None,
     *,
     channel: int | None = None,
     keep_probabilities: bool = False,
@@ -97,12 +97,14 @@ def segment(
         loaded: The model and its metadata.
         image: Any array with the layouts of :func:`infer_layout` (numpy, memmap, zarr, dask).
         tiling: Tile, overlap, batch, TTA and device.
-        watershed: Instance post-processing (ignored for semantic models).
+        watershed: Instance post-processing (ignored for semantic models); None: the model's own
+            tuned settings (``metadata.watershed()``).
         channel: Source channel for multichannel images.
         keep_probabilities: Also return ``([Z,] K, H, W)`` float32 probabilities (in memory).
         labels_out: Where to write labels (e.g. a memory-mapped TIFF); default a new numpy array.
     """
     meta = loaded.metadata
+    watershed = watershed or meta.watershed()
     layout = infer_layout(tuple(image.shape), meta.input_channels, channel)
     planes = image.shape[0] if layout.stacked else 1
     h, w = image.shape[1:3] if layout.stacked else image.shape[:2]

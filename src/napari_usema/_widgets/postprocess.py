@@ -38,12 +38,30 @@ class PostprocessSection(Container):
         for widget in (self.mode, self.interior, self.foreground, self.min_size, self.fill_holes):
             widget.changed.connect(self._schedule)
         segment.segmented.connect(self._on_segmented)
+        segment.model_changed.connect(self._on_model)
         self._sync_enabled(None)
+        if segment.loaded is not None:
+            self._on_model(segment.loaded)
 
     def config(self) -> WatershedConfig:
         return WatershedConfig(
             self.mode.value, self.interior.value, self.foreground.value, self.min_size.value, self.fill_holes.value
         )
+
+    def _on_model(self, loaded: Any) -> None:
+        """Start from the new model's tuned settings; the labels on screen stay as they are."""
+        ws = loaded.metadata.watershed()
+        pairs = [
+            (self.mode, ws.mode),
+            (self.interior, ws.interior_threshold),
+            (self.foreground, ws.foreground_threshold),
+            (self.min_size, ws.min_size),
+            (self.fill_holes, ws.fill_holes),
+        ]
+        for widget, value in pairs:
+            with widget.changed.blocked():
+                widget.value = value
+        self.segment.watershed = ws
 
     def _on_segmented(self, state: SegmentationState) -> None:
         self._sync_enabled(state)

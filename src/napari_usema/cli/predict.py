@@ -25,11 +25,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--channel", type=int, help="channel of a multichannel image to segment")
     p.add_argument("--probabilities", action="store_true", help="also write OUT/NAME_probabilities.tif (K, H, W) float32")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    g = p.add_argument_group("instance post-processing")
-    g.add_argument("--mode", choices=["watershed", "connected-components"], default=ws.mode)
-    g.add_argument("--interior-threshold", type=float, default=ws.interior_threshold)
-    g.add_argument("--foreground-threshold", type=float, default=ws.foreground_threshold)
-    g.add_argument("--min-size", type=int, default=ws.min_size, help="smallest seed/object in pixels")
+    g = p.add_argument_group(
+        "instance post-processing", "defaults: the model's tuned settings (usema info MODEL), else the values shown"
+    )
+    g.add_argument("--mode", choices=["watershed", "connected-components"], help=f"(default {ws.mode})")
+    g.add_argument("--interior-threshold", type=float, help=f"(default {ws.interior_threshold})")
+    g.add_argument("--foreground-threshold", type=float, help=f"(default {ws.foreground_threshold})")
+    g.add_argument("--min-size", type=int, help=f"smallest seed/object in pixels (default {ws.min_size})")
     g.add_argument("--no-fill-holes", action="store_true")
     p.set_defaults(handler=run)
 
@@ -55,6 +57,18 @@ def collect_inputs(inputs: list[Path]) -> list[Path]:
     return files
 
 
+def chosen_watershed(model_default: WatershedConfig, args: argparse.Namespace) -> WatershedConfig:
+    """The model's post-process with the options given on the command line applied over it."""
+    given = {
+        "mode": args.mode,
+        "interior_threshold": args.interior_threshold,
+        "foreground_threshold": args.foreground_threshold,
+        "min_size": args.min_size,
+        "fill_holes": False if args.no_fill_holes else None,
+    }
+    return model_default.replace(**{k: v for k, v in given.items() if v is not None})
+
+
 def run(args: argparse.Namespace) -> int:
     from napari_usema.bundled import resolve_model
     from napari_usema.checkpoint import load_checkpoint
@@ -75,10 +89,8 @@ def run(args: argparse.Namespace) -> int:
         device=str(device),
         clamp_tile=args.tile is None,
     )
-    watershed = WatershedConfig(
-        args.mode, args.interior_threshold, args.foreground_threshold, args.min_size, not args.no_fill_holes
-    )
     loaded = load_checkpoint(resolve_model(args.model))
+    watershed = chosen_watershed(loaded.metadata.watershed(), args)
     mine = shard(files, world)
     bar = ProgressBar(len(mine), f"predict (rank {world.rank})" if world.distributed else "predict", unit="batch")
     try:
