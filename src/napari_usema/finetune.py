@@ -15,13 +15,15 @@ from .training.data import AugmentConfig, Sample, make_sample
 from .training.trainer import TrainingConfig, TrainingProgress, train
 
 # Chosen with benchmarks/finetune_transfer.py and benchmarks/finetune_speed.py (see README): every
-# stage trains (colour and contrast must adapt when the user's images differ from the training data),
-# and one 112-pixel patch a step keeps 100 steps of the `small` preset within a minute on a 2-core CPU.
+# stage trains (colour and contrast must adapt when the user's images differ from the training data);
+# a rate well below training-from-scratch's 1e-3 adapts the pre-trained features instead of
+# overwriting them; and one 128-pixel patch a step is the most context that keeps 100 steps of the
+# `small` preset within a minute on a 2-core CPU (larger patches helped more but took longer).
 FINETUNE_DEFAULTS = TrainingConfig(
     steps=100,
-    patch=112,
+    patch=128,
     batch=1,
-    lr=1e-3,
+    lr=3e-4,
     warmup_steps=5,
     val_every=0,
     foreground_oversample=0.5,
