@@ -191,6 +191,11 @@ def test_finetune_refuses_bad_requests(tmp_path: Path) -> None:
     assert (tmp_path / "c.safetensors").read_bytes() == b"mine"
 
 
+def _lineage_of(path: Path) -> dict:
+    parent = read_metadata(path).provenance
+    return {k: parent[k] for k in ("data", "preset", "steps", "val_metric", "init", "init_provenance", "parent") if k in parent}
+
+
 def test_usema_train_cli_with_init_and_resume(tmp_path: Path) -> None:
     import tifffile
 
@@ -233,7 +238,9 @@ def test_usema_train_cli_with_init_and_resume(tmp_path: Path) -> None:
         str(init),
     ]
     assert main(args) == 0
-    assert read_metadata(out).provenance["val_names"] == ["b2"]
+    provenance = read_metadata(out).provenance
+    assert provenance["val_names"] == ["b2"]
+    assert provenance["init"] == str(init) and provenance["init_provenance"] == _lineage_of(init)
     assert main([*args[:-2], "--steps", "3", "--resume"]) == 0
     assert read_metadata(output_paths(out)[0]).provenance["steps"] == 3
     assert (tmp_path / "run" / "m.log.jsonl").read_text().count('"step"') >= 3

@@ -85,6 +85,12 @@ def _schedule(args: argparse.Namespace, base: object) -> object:
     )
 
 
+def _lineage(provenance: dict) -> dict:
+    """The parts of a parent's provenance worth carrying into its child's (not its whole history)."""
+    keep = ("data", "preset", "steps", "val_metric", "init", "init_provenance", "parent")
+    return {k: provenance[k] for k in keep if k in provenance}
+
+
 def _positive(value: float, name: str) -> float:
     if not value > 0:
         raise ValueError(f"{name} must be positive, got {value:g}")
@@ -133,6 +139,8 @@ def run_train(args: argparse.Namespace) -> int:
         if init.metadata.config != config:
             raise ValueError(f"--init {args.init} was built with another config than --preset {args.preset} and these options")
         init_model = init.model
+        # The lineage: which weights this run started from, and how far they had been trained.
+        metadata = metadata.with_provenance(init=str(args.init), init_provenance=_lineage(init.metadata.provenance))
     world = init_world(args.device)
     load = dict(task=args.task, in_channels=args.in_channels, recipe=recipe, scale=metadata.input_scale)
     train_samples = load_folder(args.data, train_names, **load)
