@@ -88,3 +88,14 @@ def test_report_files(model, tmp_path: Path) -> None:
     assert {p.name for p in paths} == {"dispersion.json", "dispersion_vs_n.png", "dispersion_histogram.png", "attention_5_7.tif"}
     with pytest.raises(FileExistsError):
         write_report(tmp_path, steps, {}, points)
+
+
+def test_attention_inputs_follow_the_models_input_scale() -> None:
+    from napari_usema.attention_maps import at_model_scale
+
+    chw = np.random.default_rng(0).random((3, 64, 80)).astype(np.float32)
+    same, points = at_model_scale(chw, 1.0, [(10, 20)])
+    assert same is chw and points == [(10, 20)]
+    half, points = at_model_scale(chw, 0.5, [(10, 21), (63, 79)])
+    assert half.shape == (3, 32, 40) and points == [(5, 10), (31, 39)]
+    np.testing.assert_allclose(half[:, 0, 0], chw[:, :2, :2].mean(axis=(1, 2)), rtol=1e-5)  # area average

@@ -166,6 +166,35 @@ def test_bad_input_shows_a_notification_and_changes_nothing(
     assert widget.segment.run() is None and "no image layer" in errors[-1]
 
 
+def test_attention_maps_of_a_half_resolution_model_cover_its_larger_windows(
+    dock, qtbot, tiny_instance_checkpoint: Path, tmp_path: Path
+) -> None:
+    import dataclasses
+    from types import SimpleNamespace
+
+    from napari_usema.checkpoint import load_checkpoint, save_checkpoint
+
+    viewer, widget = dock
+    tiny = load_checkpoint(tiny_instance_checkpoint)
+    half = save_checkpoint(tmp_path / "half.safetensors", tiny.model, dataclasses.replace(tiny.metadata, input_scale=0.5))
+    explorer = widget.attention
+
+    def first_window_side(checkpoint: Path) -> int:
+        """Stage 0's map of the clicked pixel: nonzero inside its attention window only."""
+        widget.segment.use_checkpoint(checkpoint)
+        explorer._on_click(viewer, SimpleNamespace(position=(120.0, 200.0)))
+        wait_for_worker(qtbot, explorer)
+        maps = viewer.layers["attention maps"]
+        assert maps.data.shape[1:] == (260, 347)  # at the image's own size, whatever the model's scale
+        window = maps.data[0] > 0
+        assert window[120, 200]
+        return int(np.flatnonzero(window.any(axis=0)).size)
+
+    qtbot.waitUntil(lambda: explorer.worker is None, timeout=5_000)
+    full, halved = first_window_side(tiny_instance_checkpoint), first_window_side(half)
+    assert 2 * full <= halved <= 2 * full + 2  # the same window, twice as large (bilinear: +1 pixel a side)
+
+
 def test_attention_explorer_reacts_to_a_click(dock, qtbot, tiny_instance_checkpoint: Path, tmp_path: Path) -> None:
     from types import SimpleNamespace
 

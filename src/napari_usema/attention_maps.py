@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .model import USEMA, AttentionWeights
+from .rescale import resize_image
 
 
 @contextmanager
@@ -105,6 +106,19 @@ def query_attention(model: USEMA, image_chw: np.ndarray, point: tuple[int, int])
             )
         )
     return stages
+
+
+def at_model_scale(
+    image_chw: np.ndarray, scale: float, points: list[tuple[int, int]] = ()
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The image ``(C, H, W)`` and query points as the network sees them: resized by the model's
+    ``input_scale``, as segmentation does (so a half-resolution model's maps show its own windows)."""
+    if scale == 1:
+        return image_chw, list(points)
+    hwc = resize_image(np.moveaxis(image_chw, 0, -1), scale)
+    h, w = hwc.shape[:2]
+    moved = [(min(int(y * scale), h - 1), min(int(x * scale), w - 1)) for y, x in points]
+    return np.ascontiguousarray(np.moveaxis(hwc, -1, 0)), moved
 
 
 def stack_maps(stages: list[StageAttention], effective: bool = False) -> tuple[np.ndarray, list[str]]:

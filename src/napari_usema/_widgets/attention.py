@@ -16,10 +16,11 @@ from napari.utils.notifications import show_error, show_info
 from napari_usema._widgets.jobs import JobProgress, set_running
 from napari_usema._widgets.layers import spatial_transform
 from napari_usema._widgets.segment import SegmentSection, layer_array
-from napari_usema.attention_maps import StageAttention, query_attention, stack_maps
+from napari_usema.attention_maps import StageAttention, at_model_scale, query_attention, stack_maps
 from napari_usema.dispersion import ExperimentStep, experiment
 from napari_usema.dispersion_report import head_mean, write_report
 from napari_usema.inference import ImageSource
+from napari_usema.rescale import resize_probabilities
 
 CAPTURE_SIDE = 512  # maps are computed on a crop of at most this side around the clicked pixel
 POINTS = "attention queries"
@@ -35,13 +36,13 @@ def _normalised_block(loaded: Any, data: Any, channel: int | None, box: tuple[in
 
 
 def _attention_job(loaded: Any, data: Any, channel: int | None, box: tuple[int, int, int, int], point: tuple[int, int]):
-    chw = _normalised_block(loaded, data, channel, box)
+    chw, (query,) = at_model_scale(_normalised_block(loaded, data, channel, box), loaded.metadata.input_scale, [point])
     yield "capturing"
-    return query_attention(loaded.model, chw, point)
+    return query_attention(loaded.model, chw, query)
 
 
 def _dispersion_job(loaded: Any, data: Any, channel: int | None, box: tuple[int, int, int, int], crops: list[int], budget: float):
-    chw = _normalised_block(loaded, data, channel, box)
+    chw, _ = at_model_scale(_normalised_block(loaded, data, channel, box), loaded.metadata.input_scale)
     steps = []
     for step in experiment(loaded.model, chw, crops, budget_s=budget):
         steps.append(step)
@@ -139,7 +140,7 @@ class AttentionExplorer(Container):
         worker = create_worker(
             _attention_job, self.segment.loaded, layer_array(layer), self._channel(), box, (point[0] - y0, point[1] - x0)
         )
-        worker.returned.connect(lambda stages, p=point, o=(y0, x0), img=layer: self._on_maps(stages, p, o, img))
+        worker.returned.connect(lambda stages, p=point, b=box, img=layer: self._on_maps(stages, p, b, img))
         return self._start(worker, f"Attention of pixel {point}…")
 
     def _add_point(self, image: Image, point: tuple[int, int]) -> None:
@@ -148,8 +149,8 @@ class AttentionExplorer(Container):
         layer = self.viewer.layers[POINTS]
         layer.data = np.concatenate([layer.data, [point]])
 
-    def _on_maps(self, stages: list[StageAttention], point: tuple[int, int], origin: tuple[int, int], image: Image) -> None:
-        self.stages, self._origin, self._image_layer = stages, origin, image
+    def _on_maps(self, stages: list[StageAttention], point: tuple[int, int], box: tuple[int, ...], image: Image) -> None:
+        self.stages, self._box, self._image_layer = stages, box, image
         self.points[point] = stages
         self._show_maps()
         self.mean_info.value = "Global-mean weight per token: " + ", ".join(
@@ -160,11 +161,13 @@ class AttentionExplorer(Container):
         if not self.stages:
             return
         stack, names = stack_maps(self.stages, effective=self.effective.value)
-        k, ch, cw = stack.shape
+        y0, y1, x0, x1 = self._box
+        ch, cw = y1 - y0, x1 - x0
+        stack = resize_probabilities(stack, (ch, cw))  # a model with an input scale answers at its own size
+        k = stack.shape[0]
         image = self._image_layer
         h, w = layer_array(image).shape[:2]
         full = np.zeros((k, h, w), np.float32)
-        y0, x0 = self._origin
         # Each plane is scaled to its own maximum: heads and stages differ by orders of magnitude
         # (1/256 in a window, 1/N at the bottleneck), and one contrast range would hide most of them.
         # Export writes the raw scores.

@@ -31,7 +31,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_usema.attention_maps import query_attention
+    from napari_usema.attention_maps import at_model_scale, query_attention
     from napari_usema.bundled import resolve_model
     from napari_usema.checkpoint import load_checkpoint
     from napari_usema.dispersion import experiment
@@ -43,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
     image = read_image(args.image)
     source = ImageSource.prepare(image, loaded.metadata.input_channels, loaded.metadata.normalization, args.channel)
     h, w = source.shape
-    chw = source.read(0, h, 0, w)
-    points = {p: query_attention(loaded.model, chw, p) for p in args.points}
+    # Measured as the network sees the image: a model with an input scale works on a resized copy.
+    chw, queries = at_model_scale(source.read(0, h, 0, w), loaded.metadata.input_scale, list(args.points))
+    points = {p: query_attention(loaded.model, chw, q) for p, q in zip(args.points, queries, strict=True)}
     steps = []
     for step in experiment(loaded.model, chw, sorted(args.crops), budget_s=args.budget, eps=args.eps):
         steps.append(step)
