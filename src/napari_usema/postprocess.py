@@ -32,8 +32,8 @@ class WatershedConfig:
     """
 
     mode: Mode = "watershed"
-    # Neutral defaults that suit a model at any stage of training; the bundled `nuclei` model does
-    # better with strict seeds (0.9 / 0.6, chosen on its training split: see weights/README.md).
+    # Neutral defaults that suit a model at any stage of training; a model can carry its own tuned
+    # values (CheckpointMetadata.postprocess: the bundled `nuclei` model stores 0.9 / 0.7).
     interior_threshold: float = 0.5
     foreground_threshold: float = 0.5
     min_size: int = 16
