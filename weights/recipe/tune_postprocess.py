@@ -61,18 +61,9 @@ def main() -> None:
     tuned = {"interior_threshold": interior, "foreground_threshold": foreground}
     meta = dataclasses.replace(loaded.metadata, postprocess={**loaded.metadata.postprocess, **tuned})
     meta = meta.with_provenance(postprocess_tuned_on=f"{args.names.name} ({len(truth)} images), mean F1@0.5 {best:.4f}")
-    half = _stored_half(args.checkpoint)
+    half = loaded.metadata.provenance.get("storage") == "float16"  # bundled files stay fp16 (bundle.py)
     out = save_checkpoint(args.out or args.checkpoint, loaded.model, meta, half=half)
     print(json.dumps({"checkpoint": str(out), "postprocess": tuned, "train_f1": round(best, 4)}))
-
-
-def _stored_half(path: Path) -> bool:
-    """Whether the file stores fp16 tensors (bundled files do): keep the storage as it was."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        first = next(iter(f.keys()))
-        return str(f.get_slice(first).get_dtype()) in ("F16", "float16")
 
 
 if __name__ == "__main__":

@@ -173,8 +173,10 @@ def train(
             images, targets, weights = (t.to(device, non_blocking=True) for t in batch)
             if ahead and step + 1 < config.steps:
                 upcoming = prefetch.submit(draw, step + 1)
-            # Ranks must agree on the clock, or their learning rates (and so their weights) drift apart.
-            seconds = agree_on_max(time.perf_counter() - began, world)
+            seconds = time.perf_counter() - began
+            if config.time_budget_s is not None:
+                # The clock sets the rate: ranks must agree on it, or their weights drift apart.
+                seconds = agree_on_max(seconds, world)
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * schedule_factor(config, step, seconds)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
