@@ -19,7 +19,7 @@ from napari_usema.model import preset
 from napari_usema.normalization import NormalizationRecipe
 from napari_usema.training.data import AugmentConfig, PatchSampler, make_sample
 from napari_usema.training.losses import deep_supervision_loss, dice_ce_loss
-from napari_usema.training.trainer import TrainingConfig, output_paths, schedule_factor, train
+from napari_usema.training.trainer import TrainingConfig, _batch_stream, output_paths, schedule_factor, train
 
 HERE = Path(__file__).parent
 
@@ -46,6 +46,29 @@ def test_patch_sampler_shapes_and_foreground_oversampling() -> None:
     assert images.shape == (4, 1, 32, 32) and targets.shape == (4, 32, 32) and weights.shape == (4, 32, 32)
     assert all((t > 0).any() for t in targets)  # every patch centred near a cell
     assert set(np.unique(targets.numpy())) <= {0, 1, 2}
+
+
+def test_batches_drawn_ahead_on_threads_equal_those_drawn_inline() -> None:
+    sampler = PatchSampler([sample(0), sample(1), sample(2)], patch=32, augment=AugmentConfig())
+    calls: list[int] = []
+
+    def plan(step: int) -> tuple[list[int], np.random.Generator]:
+        calls.append(step)
+        return [step % 3, (step + 1) % 3], np.random.default_rng([7, step])
+
+    inline = list(_batch_stream(sampler, plan, 2, 9, ahead=0))
+    assert calls == list(range(2, 9))
+    calls.clear()
+    threaded = list(_batch_stream(sampler, plan, 2, 9, ahead=3))
+    assert calls == list(range(2, 9))  # planned in step order: the index stream keeps state
+    assert len(threaded) == len(inline) == 7
+    for a, b in zip(inline, threaded, strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    calls.clear()
+    early = _batch_stream(sampler, plan, 0, 100, ahead=3)
+    next(early), next(early)
+    early.close()  # a run stopped by the clock or cancelled: queued batches are dropped
+    assert calls == [0, 1, 2, 3, 4]
 
 
 def test_small_images_are_padded_with_zero_weight() -> None:
