@@ -19,7 +19,14 @@ from napari_usema.model import preset
 from napari_usema.normalization import NormalizationRecipe
 from napari_usema.training.data import AugmentConfig, PatchSampler, make_sample
 from napari_usema.training.losses import deep_supervision_loss, dice_ce_loss
-from napari_usema.training.trainer import TrainingConfig, _batch_stream, output_paths, schedule_factor, train
+from napari_usema.training.trainer import (
+    TrainingConfig,
+    _batch_stream,
+    output_paths,
+    schedule_factor,
+    steps_for_epochs,
+    train,
+)
 
 HERE = Path(__file__).parent
 
@@ -267,3 +274,17 @@ def test_usema_train_cli_with_init_and_resume(tmp_path: Path) -> None:
     assert main([*args[:-2], "--steps", "3", "--resume"]) == 0
     assert read_metadata(output_paths(out)[0]).provenance["steps"] == 3
     assert (tmp_path / "run" / "m.log.jsonl").read_text().count('"step"') >= 3
+    # --epochs instead of --steps: 2 training images, batch 2, 2.5 passes -> 3 steps.
+    by_epochs = [a if a != str(out) else str(tmp_path / "e.safetensors") for a in args[:-2]]
+    i = by_epochs.index("--steps")
+    assert main([*by_epochs[:i], "--epochs", "2.5", *by_epochs[i + 2 :]]) == 0
+    assert read_metadata(output_paths(tmp_path / "e.safetensors")[0]).provenance["steps"] == 3
+    with pytest.raises(SystemExit):  # one length, not two
+        main([*by_epochs, "--epochs", "2"])
+
+
+def test_steps_for_epochs_count_each_process_share() -> None:
+    assert steps_for_epochs(1, images=500, batch=32) == 16  # ceil(500 / 32)
+    assert steps_for_epochs(2, images=500, batch=32, world_size=2) == 16  # 250 images a process
+    assert steps_for_epochs(1, images=5, batch=2, world_size=2) == 2  # shares padded to 3
+    assert steps_for_epochs(0.01, images=3, batch=8) == 1  # at least one step

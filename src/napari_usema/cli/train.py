@@ -56,7 +56,16 @@ def _add_schedule_options(p: argparse.ArgumentParser, defaults_from: str) -> Non
     from napari_usema.training.trainer import TrainingConfig
 
     d = FINETUNE_DEFAULTS if defaults_from == "finetune" else TrainingConfig()
-    p.add_argument("--steps", type=int, default=d.steps, help=f"optimiser steps (default {d.steps})")
+    if defaults_from == "train":
+        length = p.add_mutually_exclusive_group()
+        length.add_argument("--steps", type=int, default=d.steps, help=f"optimiser steps (default {d.steps})")
+        length.add_argument(
+            "--epochs",
+            type=float,
+            help="instead of --steps: passes over the training images, one patch from each image a pass",
+        )
+    else:
+        p.add_argument("--steps", type=int, default=d.steps, help=f"optimiser steps (default {d.steps})")
     p.add_argument("--patch", type=int, default=d.patch, help=f"patch side in pixels (default {d.patch})")
     p.add_argument("--batch", type=int, default=d.batch, help=f"patches per step and process (default {d.batch})")
     p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr:g})")
@@ -104,7 +113,7 @@ def run_train(args: argparse.Namespace) -> int:
     from napari_usema.normalization import NormalizationRecipe
     from napari_usema.training.data import AugmentConfig, load_folder, read_name_list
     from napari_usema.training.distributed import init_world, shutdown
-    from napari_usema.training.trainer import TrainingConfig, train
+    from napari_usema.training.trainer import TrainingConfig, steps_for_epochs, train
 
     if args.out.suffix != ".safetensors":
         raise ValueError(f"--out must end in .safetensors, got {args.out.name}")
@@ -146,6 +155,9 @@ def run_train(args: argparse.Namespace) -> int:
     train_samples = load_folder(args.data, train_names, **load)
     val_samples = load_folder(args.data, val, **load) if world.is_main else []
     schedule = _schedule(args, TrainingConfig())
+    if args.epochs is not None:
+        steps = steps_for_epochs(_positive(args.epochs, "--epochs"), len(train_samples), schedule.batch, world.size)
+        schedule = dataclasses.replace(schedule, steps=steps)
     if args.invert_probability:
         schedule = dataclasses.replace(schedule, augment=AugmentConfig(invert_probability=args.invert_probability))
     log_path = args.out.with_name(args.out.name.removesuffix(".safetensors") + ".log.jsonl")

@@ -105,6 +105,16 @@ def validate(
     return float(np.mean(scores))
 
 
+def steps_for_epochs(epochs: float, images: int, batch: int, world_size: int = 1) -> int:
+    """Optimiser steps for ``epochs`` passes over ``images`` training images, one patch from each a pass.
+
+    Under torchrun each process draws ``batch`` patches a step from its own share of the images (the
+    distributed sampler pads the shares to equal length), so a pass takes ceil(images / world_size) / batch steps.
+    """
+    per_process = math.ceil(images / world_size)
+    return max(1, math.ceil(epochs * per_process / batch))
+
+
 def schedule_factor(config: TrainingConfig, step: int, seconds: float) -> float:
     """Learning-rate multiplier: linear warm-up over steps, then a cosine over the run's progress.
 
