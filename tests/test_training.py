@@ -105,6 +105,27 @@ def test_inversion_augmentation_flips_intensities_only() -> None:
     assert torch.equal(a[1], b[1]) and torch.equal(a[2], b[2])
 
 
+def test_colour_jitter_changes_each_channel_by_its_own_gain_and_offset() -> None:
+    rng = np.random.default_rng(0)
+    image = (rng.random((40, 40, 3)) * 255).astype(np.uint8)
+    labels = np.zeros((40, 40), np.int32)
+    labels[10:20, 10:20] = 1
+    s = make_sample("rgb", image, labels, task="semantic", in_channels=3, recipe=NormalizationRecipe())
+    plain = AugmentConfig(flips=False, rot90=False, scale_range=(1, 1), intensity=0, blur_probability=0, noise=0)
+    coloured = dataclasses.replace(plain, colour=0.3)
+    a = PatchSampler([s], 32, plain).batch([0], np.random.default_rng(5))
+    b = PatchSampler([s], 32, coloured).batch([0], np.random.default_rng(5))
+    assert torch.equal(a[1], b[1]) and torch.equal(a[2], b[2])  # geometry and targets untouched
+    gains = []
+    for c in range(3):  # each channel is an affine map of the plain one, with gain in [0.7, 1.3]
+        x, y = a[0][0, c].flatten().numpy(), b[0][0, c].flatten().numpy()
+        gain, offset = np.polyfit(x, y, 1)
+        np.testing.assert_allclose(y, gain * x + offset, atol=1e-4)
+        assert 0.7 <= gain <= 1.3 and abs(offset) <= 0.15
+        gains.append(gain)
+    assert len({round(g, 4) for g in gains}) == 3  # not one shared gain
+
+
 def test_loss_is_low_for_the_right_answer_and_respects_weights() -> None:
     target = torch.randint(0, 3, (2, 16, 16))
     good = torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float() * 20

@@ -33,6 +33,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         default=0.0,
         help="augmentation: invert this fraction of patches, for models meant for bright and dark objects (default 0)",
     )
+    p.add_argument(
+        "--colour-jitter",
+        type=float,
+        default=0.0,
+        help="augmentation: per-channel gain and offset of up to this much, for RGB data from several cameras (default 0)",
+    )
     p.add_argument("--no-global-mean", action="store_true", help="ablation: window attention without the mean of V")
     _add_schedule_options(p, defaults_from="train")
     p.add_argument("--resume", action="store_true", help="continue from OUT's .state.pt if present")
@@ -158,8 +164,9 @@ def run_train(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         steps = steps_for_epochs(_positive(args.epochs, "--epochs"), len(train_samples), schedule.batch, world.size)
         schedule = dataclasses.replace(schedule, steps=steps)
-    if args.invert_probability:
-        schedule = dataclasses.replace(schedule, augment=AugmentConfig(invert_probability=args.invert_probability))
+    if args.invert_probability or args.colour_jitter:
+        augment = AugmentConfig(invert_probability=args.invert_probability, colour=args.colour_jitter)
+        schedule = dataclasses.replace(schedule, augment=augment)
     log_path = args.out.with_name(args.out.name.removesuffix(".safetensors") + ".log.jsonl")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     bar = ProgressBar(schedule.steps, "train", enabled=world.is_main)

@@ -110,6 +110,9 @@ class AugmentConfig:
     # Inverting a patch (x -> 1 - x after normalisation) shows a model trained on bright-on-dark
     # fluorescence what dark-on-bright nuclei (stained tissue, bright-field) look like.
     invert_probability: float = 0.0
+    # Per-channel gain and offset (x -> x * U(1-c, 1+c) + U(-c, c) / 2 per channel), on top of the shared
+    # intensity jitter: RGB frames from other cameras and stains differ in colour balance. 0: off.
+    colour: float = 0.0
 
 
 class PatchSampler:
@@ -198,6 +201,10 @@ def _augment(
         image = ndi.gaussian_filter(image, sigma=(0, *(rng.uniform(0.5, 1.5),) * 2))
     if aug.invert_probability and rng.random() < aug.invert_probability:  # no draw when off: recipes repeat
         image = 1 - image
+    if aug.colour:  # no draw when off: recipes repeat
+        channels = (image.shape[0], 1, 1)
+        gain = rng.uniform(1 - aug.colour, 1 + aug.colour, channels)
+        image = image * gain + rng.uniform(-aug.colour, aug.colour, channels) / 2
     if aug.intensity:
         contrast = rng.uniform(1 - aug.intensity, 1 + aug.intensity)
         brightness = rng.uniform(-aug.intensity, aug.intensity) / 2
