@@ -298,8 +298,9 @@ def test_usema_train_cli_with_init_and_resume(tmp_path: Path) -> None:
     # --epochs instead of --steps: 2 training images, batch 2, 2.5 passes -> 3 steps.
     by_epochs = [a if a != str(out) else str(tmp_path / "e.safetensors") for a in args[:-2]]
     i = by_epochs.index("--steps")
-    assert main([*by_epochs[:i], "--epochs", "2.5", *by_epochs[i + 2 :]]) == 0
-    assert read_metadata(output_paths(tmp_path / "e.safetensors")[0]).provenance["steps"] == 3
+    assert main([*by_epochs[:i], "--epochs", "2.5", *by_epochs[i + 2 :], "--colour-jitter", "0.1"]) == 0
+    provenance = read_metadata(output_paths(tmp_path / "e.safetensors")[0]).provenance
+    assert provenance["steps"] == 3 and provenance["training"]["augment"]["colour"] == 0.1
     with pytest.raises(SystemExit):  # one length, not two
         main([*by_epochs, "--epochs", "2"])
 
