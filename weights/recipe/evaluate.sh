@@ -2,6 +2,7 @@
 # The model card's figures, through the product: `usema predict` on the validation split, then `usema evaluate`.
 # Usage: weights/recipe/evaluate.sh nuclei|polyps [MODEL] [usema predict options...]
 #   MODEL defaults to the bundled model of that name; outputs go to ${EVAL_DIR:-../runs/eval}/NAME/.
+#   NAMES=FILE scores other images than the validation split (e.g. training images, to see the fit).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 what=$1
@@ -14,6 +15,6 @@ case $what in
 esac
 out=${EVAL_DIR:-../runs/eval}/$what
 rm -rf "$out" && mkdir -p "$out"
-names=weights/splits/${what}_val.txt
+names=${NAMES:-weights/splits/${what}_val.txt}  # NAMES: another list, e.g. part of the training split
 usema predict $(sed -e '/^#/d' -e "s|^|$data/images/|; s|\$|.$ext|" "$names") --model "$model" --out "$out" "$@" 2>/dev/null
 usema evaluate --pred "$out" --truth "$data/masks" --names "$names" --json "$out.json" | tail -n 4
