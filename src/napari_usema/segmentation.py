@@ -104,7 +104,7 @@ def segment(
         labels_out: Where to write labels (e.g. a memory-mapped TIFF); default a new numpy array.
     """
     meta = loaded.metadata
-    watershed = watershed or meta.watershed()
+    watershed = meta.watershed() if watershed is None else watershed
     layout = infer_layout(tuple(image.shape), meta.input_channels, channel)
     planes = image.shape[0] if layout.stacked else 1
     h, w = image.shape[1:3] if layout.stacked else image.shape[:2]

@@ -60,7 +60,8 @@ def agree_on_max(value: float, world: World) -> float:
     """The largest ``value`` over all ranks (the value itself without torchrun)."""
     if not world.distributed:
         return value
-    tensor = torch.tensor([value], dtype=torch.float64, device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    device = torch.device("cuda", world.local_rank) if dist.get_backend() == "nccl" else torch.device("cpu")
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return float(tensor.item())
 
