@@ -162,6 +162,18 @@ def test_input_scale_is_kept_and_checked(tmp_path: Path) -> None:
         CheckpointMetadata(config, input_scale=0)
 
 
+def test_test_scales_are_kept_optional_and_checked(tmp_path: Path, tiny_checkpoint: tuple) -> None:
+    config = preset("tiny")
+    meta = CheckpointMetadata(config, test_scales=(0.8, 1, 1.25))
+    path = save_checkpoint(tmp_path / "ms.safetensors", build_model(config), meta)
+    assert load_checkpoint(path).metadata.test_scales == (0.8, 1.0, 1.25)
+    data = tiny_checkpoint[2].to_dict()
+    del data["test_scales"]  # files written before the field existed: one pass
+    assert CheckpointMetadata.from_dict(data).test_scales == (1.0,)
+    with pytest.raises(CheckpointError, match="test_scales: scales must be one or more numbers"):
+        CheckpointMetadata.from_dict({**data, "test_scales": [0.5, -1]})
+
+
 def test_header_length_that_starts_like_a_pickle_still_loads(tmp_path: Path) -> None:
     """The 8-byte header length is little-endian: a length of 128 + 256k begins with 0x80, as pickles do."""
     config = preset("tiny")

@@ -166,3 +166,18 @@ def test_command_line_options_override_the_models_tuned_postprocess() -> None:
     assert chosen_watershed(tuned, none_given) == tuned
     some = argparse.Namespace(**{**vars(none_given), "foreground_threshold": 0.3, "no_fill_holes": True})
     assert chosen_watershed(tuned, some) == tuned.replace(foreground_threshold=0.3, fill_holes=False)
+
+
+def test_scales_option_is_parsed_and_checked(images: Path, tmp_path: Path, tiny_instance_checkpoint: Path, capsys) -> None:
+    from napari_usema.cli.predict import parse_scales
+
+    assert parse_scales("0.8,1,1.25") == (0.8, 1.0, 1.25)
+    out = tmp_path / "out"
+    assert run_cli("predict", images, "--model", tiny_instance_checkpoint, "--out", out, "--scales", "0.75,1") == 0
+    labels = tifffile.imread(out / "img0.tif")
+    assert labels.shape == tifffile.imread(images / "img0.tif").shape[:2]
+    for bad in ("0.8,x", "0,1", "1,5"):
+        with pytest.raises(SystemExit) as exit_info:  # argparse's usage error
+            run_cli("predict", images, "--model", tiny_instance_checkpoint, "--out", out, "--overwrite", "--scales", bad)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and "comma-separated factors in (0, 4]" in err and "Traceback" not in err

@@ -106,6 +106,61 @@ def test_rescaled_model_refuses_a_plane_too_large_to_resize_in_memory(intensity_
         next(segment(half, np.zeros((20, 20), np.float32), TILING))
 
 
+def test_multiscale_tta_averages_the_passes_at_the_images_resolution(intensity_model) -> None:
+    """``scales`` runs the image at each factor of the model's scale and averages the resized answers;
+    the progress count covers every pass once."""
+    import dataclasses
+
+    from conftest import disk_image
+    from napari_usema.metrics import instance_f1
+
+    image = disk_image((160, 200), [(y, x) for y in range(30, 160, 50) for x in range(30, 200, 50)], 14)
+    tiling = dataclasses.replace(TILING, scales=(0.5, 1.0))
+    gen = segment(intensity_model, image, tiling, keep_probabilities=True)
+    progress = []
+    while True:
+        try:
+            progress.append(next(gen))
+        except StopIteration as stop:
+            result = stop.value
+            break
+    # 64-px tiles in batches of 2: at half size (80x100) 4 tiles, 2 batches; at full size (160x200) 12 tiles, 6.
+    assert [(p.done, p.total) for p in progress] == [(i, 8) for i in range(1, 9)]
+    passes = []
+    for scale in (0.5, 1.0):
+        at = dataclasses.replace(intensity_model, metadata=dataclasses.replace(intensity_model.metadata, input_scale=scale))
+        passes.append(drive(segment(at, image, TILING, keep_probabilities=True)).probabilities)
+    np.testing.assert_allclose(result.probabilities, (passes[0] + passes[1]) / 2, atol=1e-6)
+    assert result.labels.shape == image.shape and result.labels.max() == 12
+    assert instance_f1(drive(segment(intensity_model, image, TILING)).labels, result.labels).f1 == 1.0
+    # One pass at the model's own scale is exactly the plain path.
+    single = drive(segment(intensity_model, image, dataclasses.replace(TILING, scales=(1,)), keep_probabilities=True))
+    np.testing.assert_array_equal(single.probabilities, passes[1])
+    # A model's stored factors are the default (scales=None), and an explicit choice overrides them.
+    tuned = dataclasses.replace(intensity_model, metadata=dataclasses.replace(intensity_model.metadata, test_scales=(0.5, 1)))
+    assert TILING.scales is None
+    by_default = drive(segment(tuned, image, TILING, keep_probabilities=True)).probabilities
+    np.testing.assert_array_equal(by_default, result.probabilities)
+    one_pass = dataclasses.replace(TILING, scales=(1.0,))
+    np.testing.assert_array_equal(drive(segment(tuned, image, one_pass, keep_probabilities=True)).probabilities, passes[1])
+
+
+def test_multiscale_refuses_planes_too_large_and_factors_beyond_the_limit(intensity_model, monkeypatch) -> None:
+    import dataclasses
+
+    with pytest.raises(ValueError, match="scales must be one or more numbers in"):
+        TilingConfig(scales=())
+    with pytest.raises(ValueError, match="scales must be one or more numbers in"):
+        TilingConfig(scales=(1.0, float("nan")))
+    double = dataclasses.replace(intensity_model, metadata=dataclasses.replace(intensity_model.metadata, input_scale=2.0))
+    assert TilingConfig(scales=[1, 2]).scales == (1.0, 2.0)
+    with pytest.raises(ValueError, match="would resize by 5; at most 4"):
+        next(segment(double, np.zeros((20, 20), np.float32), dataclasses.replace(TILING, scales=(1.0, 2.5))))
+    monkeypatch.setattr(segmentation, "LARGE_PLANE_PIXELS", 100)
+    with pytest.raises(ValueError, match="multi-scale TTA resizes images"):
+        next(segment(intensity_model, np.zeros((20, 20), np.float32), dataclasses.replace(TILING, scales=(0.8, 1.0))))
+
+
 def test_the_models_tuned_postprocess_is_the_default(intensity_model) -> None:
     import dataclasses
 

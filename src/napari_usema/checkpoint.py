@@ -23,6 +23,7 @@ from .model import USEMA, USEMAConfig, build_model
 from .normalization import NormalizationRecipe
 from .postprocess import WatershedConfig
 from .rescale import check_scale
+from .tiling import check_scales
 
 # 2: adds input_scale (version 1 files are read as input_scale 1).
 FORMAT_VERSION = 2
@@ -50,6 +51,9 @@ class CheckpointMetadata:
         postprocess: The instance post-process this model was tuned with (fields of
             :class:`WatershedConfig`, e.g. ``{"interior_threshold": 0.9}``); empty: the defaults. An
             optional field, so files written before it existed and readers that predate it both work.
+        test_scales: The multi-scale test-time augmentation this model was tuned with (factors on
+            ``input_scale``, :attr:`TilingConfig.scales`); ``(1.0,)``: one pass. Optional, like
+            ``postprocess``.
     """
 
     config: USEMAConfig
@@ -59,6 +63,7 @@ class CheckpointMetadata:
     provenance: dict[str, Any] = field(default_factory=dict)
     input_scale: float = 1.0
     postprocess: dict[str, Any] = field(default_factory=dict)
+    test_scales: tuple[float, ...] = (1.0,)
 
     def __post_init__(self) -> None:
         try:
@@ -72,6 +77,10 @@ class CheckpointMetadata:
             raise CheckpointError(f"{len(self.class_names)} class names for a model with {self.config.out_channels} outputs")
         if self.task == "instance" and self.config.out_channels != 3:
             raise CheckpointError("instance models predict 3 classes (background, interior, boundary)")
+        try:
+            object.__setattr__(self, "test_scales", check_scales(self.test_scales))
+        except ValueError as err:
+            raise CheckpointError(f"test_scales: {err}") from None
         known = {f.name for f in dataclasses.fields(WatershedConfig)}
         unknown = sorted(set(self.postprocess) - known)
         if unknown:
@@ -96,6 +105,7 @@ class CheckpointMetadata:
             "provenance": self.provenance,
             "input_scale": self.input_scale,
             "postprocess": self.postprocess,
+            "test_scales": list(self.test_scales),
         }
 
     @classmethod
@@ -111,6 +121,7 @@ class CheckpointMetadata:
                 provenance=dict(data.get("provenance", {})),
                 input_scale=data["input_scale"],
                 postprocess=dict(data.get("postprocess", {})),
+                test_scales=tuple(data.get("test_scales", (1.0,))),
             )
         except KeyError as err:
             raise CheckpointError(f"checkpoint metadata lacks the field {err.args[0]!r}") from None

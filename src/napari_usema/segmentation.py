@@ -21,8 +21,8 @@ from .channels import ChannelError
 from .checkpoint import LoadedModel
 from .inference import ArraySink, ClassSink, ImageSource, InferenceProgress, predict_tiles
 from .postprocess import WatershedConfig, classes_from_probabilities, instances_from_probabilities
-from .rescale import resize_image, resize_probabilities
-from .tiling import TilingConfig
+from .rescale import resize_image, resize_probabilities, scaled_shape
+from .tiling import TilingConfig, batch_count
 
 # Planes with more pixels than this are post-processed band by band from files on disk.
 LARGE_PLANE_PIXELS = 8192 * 8192
@@ -109,10 +109,19 @@ def segment(
     planes = image.shape[0] if layout.stacked else 1
     h, w = image.shape[1:3] if layout.stacked else image.shape[:2]
     large = h * w > LARGE_PLANE_PIXELS
-    if large and meta.input_scale != 1:
+    factors = meta.test_scales if tiling.scales is None else tiling.scales
+    rescaled = meta.input_scale != 1 or factors != (1.0,)
+    if large and rescaled:
+        why = f"this model resizes images by {meta.input_scale:g}" if meta.input_scale != 1 else "multi-scale TTA resizes images"
         raise ValueError(
-            f"this model resizes images by {meta.input_scale:g}, which napari-usema does only for planes up to "
+            f"{why}, which napari-usema does only for planes up to "
             f"{LARGE_PLANE_PIXELS:,} pixels; this one has {h * w:,}: crop it or resize it yourself"
+        )
+    scales = [meta.input_scale * f for f in factors]  # each pass's resize factor
+    if max(scales) > 4:
+        raise ValueError(
+            f"multi-scale factor {max(factors):g} on this model's scale {meta.input_scale:g} "
+            f"would resize by {max(scales):g}; at most 4"
         )
     own_output = labels_out is None
     if own_output:
@@ -124,8 +133,8 @@ def segment(
         plane = image[z] if layout.stacked else image
         target = labels_out[z] if layout.stacked else labels_out
         prob_plane = probabilities[z] if probabilities is not None else None
-        if meta.input_scale != 1:
-            gen = _segment_plane_rescaled(loaded, np.asarray(plane), channel, tiling, watershed, target, prob_plane)
+        if rescaled:
+            gen = _segment_plane_rescaled(loaded, np.asarray(plane), channel, tiling, scales, watershed, target, prob_plane)
         else:
             source = ImageSource.prepare(plane, meta.input_channels, meta.normalization, channel)
             gen = _segment_plane(loaded, source, tiling, watershed, target, prob_plane, large)
@@ -185,17 +194,27 @@ def _segment_plane_rescaled(
     plane: np.ndarray,
     channel: int | None,
     tiling: TilingConfig,
+    scales: list[float],
     watershed: WatershedConfig,
     labels_out: Any,
     probabilities: np.ndarray | None,
 ) -> Generator[InferenceProgress, None, None]:
-    """Resize the plane to the model's scale, predict there, and post-process at full resolution."""
+    """Predict the plane resized by each of ``scales``, average the probabilities at full resolution,
+    and post-process there."""
     meta = loaded.metadata
-    small = resize_image(plane, meta.input_scale)
-    source = ImageSource.prepare(small, meta.input_channels, meta.normalization, channel)
-    sink = ArraySink(meta.config.out_channels, source.shape, None)
-    yield from predict_tiles(loaded.model, source, sink, tiling)
-    probs = resize_probabilities(sink.out, plane.shape[:2])  # (K, H, W)
+    shape = plane.shape[:2]
+    sizes = [scaled_shape(shape, s) for s in scales]
+    totals = [batch_count(size, tiling) for size in sizes]
+    probs = np.zeros((meta.config.out_channels, *shape), np.float32)  # (K, H, W)
+    for i, scale in enumerate(scales):
+        small = resize_image(plane, scale)
+        source = ImageSource.prepare(small, meta.input_channels, meta.normalization, channel)
+        sink = ArraySink(meta.config.out_channels, source.shape, None)
+        for p in predict_tiles(loaded.model, source, sink, tiling):
+            # One progress count across all passes, so a bar fills once.
+            yield InferenceProgress(sum(totals[:i]) + p.done, sum(totals), message=p.message)
+        probs += resize_probabilities(sink.out, shape)
+    probs /= len(scales)
     if probabilities is not None:
         probabilities[:] = probs
     if meta.task == "semantic":

@@ -7,6 +7,7 @@ first is flush with the top/left edge and the last with the bottom/right edge.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -22,6 +23,11 @@ class TilingConfig:
         overlap: Fraction of a tile shared with its neighbour (0 <= overlap < 1).
         batch: Tiles per forward pass.
         tta: Average over the 4 mirrorings (test-time augmentation).
+        scales: Multi-scale test-time augmentation: factors on the model's own input scale. The image is
+            run once at each (``1.0``: the model's scale) and the probabilities, resized back to the image,
+            are averaged, so objects of sizes the model rarely saw in training are seen at least once
+            nearer a familiar size. ``(1.0,)``: one pass; None: the model's own choice
+            (``CheckpointMetadata.test_scales``).
         device: ``auto`` (cuda, then mps, then cpu), or a torch device name.
         clamp_tile: Shrink the tile to an image smaller than it instead of refusing the image.
         sigma_scale: Gaussian weight's sigma as a fraction of the tile side.
@@ -31,6 +37,7 @@ class TilingConfig:
     overlap: float = 0.25
     batch: int = 4
     tta: bool = False
+    scales: tuple[float, ...] | None = None
     device: str = "auto"
     clamp_tile: bool = True
     sigma_scale: float = 0.125
@@ -42,6 +49,19 @@ class TilingConfig:
             raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
         if self.batch < 1:
             raise ValueError(f"batch must be >= 1, got {self.batch}")
+        if self.scales is not None:
+            object.__setattr__(self, "scales", check_scales(self.scales))
+
+
+def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
+    """Usable multi-scale factors: one or more finite numbers in (0, 4], as a tuple of floats."""
+    try:
+        factors = tuple(scales)
+    except TypeError:
+        factors = ()
+    if not factors or not all(isinstance(f, int | float) and math.isfinite(f) and 0 < f <= 4 for f in factors):
+        raise ValueError(f"scales must be one or more numbers in (0, 4], got {scales!r}")
+    return tuple(float(f) for f in factors)
 
 
 class TileSizeError(ValueError):
@@ -80,6 +100,12 @@ def effective_tile(shape: tuple[int, int], config: TilingConfig) -> tuple[int, i
             f"use a tile of at most {min(h, w)} (e.g. --tile {max(16, min(h, w) // 16 * 16)})"
         )
     return min(config.tile, h), min(config.tile, w)
+
+
+def batch_count(shape: tuple[int, int], config: TilingConfig) -> int:
+    """Forward passes (batches of tiles) that sliding-window inference makes over a ``shape`` plane."""
+    starts = tile_grid(shape, effective_tile(shape, config), config.overlap)
+    return math.ceil(len(starts) / config.batch)
 
 
 @lru_cache(maxsize=8)

@@ -22,6 +22,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overlap", type=float, default=t.overlap, help=f"tile overlap fraction (default {t.overlap})")
     p.add_argument("--batch", type=int, default=t.batch, help=f"tiles per forward pass (default {t.batch})")
     p.add_argument("--tta", action="store_true", help="average over mirrored copies (4x slower)")
+    p.add_argument(
+        "--scales",
+        type=parse_scales,
+        metavar="F,F,...",
+        help="multi-scale TTA: run at these factors of the model's scale and average, e.g. 0.8,1,1.25 (about 3x "
+        "slower); 1: one pass (default: the model's own choice, test_scales in usema info MODEL)",
+    )
     p.add_argument("--channel", type=int, help="channel of a multichannel image to segment")
     p.add_argument("--probabilities", action="store_true", help="also write OUT/NAME_probabilities.tif (K, H, W) float32")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -34,6 +41,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--min-size", type=int, help=f"smallest seed/object in pixels (default {ws.min_size})")
     g.add_argument("--no-fill-holes", action="store_true")
     p.set_defaults(handler=run)
+
+
+def parse_scales(text: str) -> tuple[float, ...]:
+    """``"0.8,1,1.25"`` -> ``(0.8, 1.0, 1.25)``; argparse reports the error as a usage error."""
+    from napari_usema.tiling import check_scales
+
+    try:
+        return check_scales([float(part) for part in text.split(",")])
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated factors in (0, 4] such as 0.8,1,1.25 ({err})") from None
 
 
 def collect_inputs(inputs: list[Path]) -> list[Path]:
@@ -86,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         overlap=args.overlap,
         batch=args.batch,
         tta=args.tta,
+        scales=args.scales,
         device=str(device),
         clamp_tile=args.tile is None,
     )
