@@ -49,6 +49,13 @@ def test_segment_sample_adds_the_engines_labels(dock, qtbot, intensity_model) ->
     widget.segment.run()
     wait_for_worker(qtbot, widget.segment)
     assert [layer.name for layer in viewer.layers] == ["nuclei", "nuclei labels"]
+    # Multi-scale TTA reaches the engine as its scales.
+    widget.segment.multiscale.value = "0.8x, 1x, 1.25x (~3x slower)"
+    assert widget.segment.tiling().scales == (0.8, 1.0, 1.25)
+    widget.segment.run()
+    wait_for_worker(qtbot, widget.segment)
+    expected = drive(segment(intensity_model, load_nuclei(), widget.segment.tiling(), widget.segment.watershed)).labels
+    np.testing.assert_array_equal(viewer.layers["nuclei labels"].data, expected)
 
 
 def test_cancel_mid_run_leaves_no_layer(dock, qtbot, tiny_instance_checkpoint: Path) -> None:
@@ -91,6 +98,13 @@ def test_a_models_tuned_postprocess_sets_the_sliders(dock, intensity_model) -> N
     assert widget.segment.watershed == tuned.watershed()
     widget.segment.use_model(intensity_model)  # back to a model without tuned values: the defaults
     assert widget.postprocess.interior.value == 0.5
+    # Multi-scale TTA starts from the model's own factors too, named or not.
+    for factors, label in (((0.8, 1.0, 1.25), "0.8x, 1x, 1.25x (~3x slower)"), ((0.5, 1.0), "0.5x, 1x")):
+        model = dataclasses.replace(intensity_model, metadata=dataclasses.replace(intensity_model.metadata, test_scales=factors))
+        widget.segment.use_model(model)
+        assert widget.segment.multiscale.value == label and widget.segment.tiling().scales == factors
+    widget.segment.use_model(intensity_model)
+    assert widget.segment.multiscale.value == "off" and widget.segment.tiling().scales == (1.0,)
 
 
 def test_painted_corrections_are_never_overwritten(dock, qtbot, intensity_model) -> None:
@@ -220,3 +234,15 @@ def test_attention_explorer_reacts_to_a_click(dock, qtbot, tiny_instance_checkpo
     explorer.folder.value = tmp_path / "export"
     paths = explorer.export()
     assert (tmp_path / "export" / "dispersion.json").exists() and any(p.name == "attention_120_200.tif" for p in paths)
+
+
+def test_status_line_names_objects_or_class_shares() -> None:
+    from napari_usema._widgets.segment import _summary
+    from napari_usema.segmentation import SegmentationResult
+
+    classes = np.zeros((10, 20), np.uint8)
+    classes[:5, :4] = 1  # 10% of the image
+    assert _summary(SegmentationResult(classes, None, "semantic", ("background", "polyp"))) == "polyp 10.0%"
+    instances = np.zeros((10, 20), np.uint16)
+    instances[0, :3] = [1, 2, 3]
+    assert _summary(SegmentationResult(instances, None, "instance", ("background", "interior", "boundary"))) == "3 objects"

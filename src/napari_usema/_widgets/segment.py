@@ -25,6 +25,15 @@ from napari_usema.tiling import TilingConfig
 
 BROWSE = "Browse for a checkpoint…"
 AUTO = "auto"
+# Multi-scale TTA choices: factors on the model's own scale (TilingConfig.scales). A model that stores
+# other factors (CheckpointMetadata.test_scales) adds its own choice.
+MULTISCALE = {"off": (1.0,), "0.8x, 1x, 1.25x (~3x slower)": (0.8, 1.0, 1.25)}
+
+
+def scales_label(scales: tuple[float, ...]) -> str:
+    """The Multi-scale TTA choice that stands for ``scales``."""
+    named = {v: k for k, v in MULTISCALE.items()}
+    return named.get(scales) or ", ".join(f"{f:g}x" for f in scales)
 
 
 @dataclass
@@ -67,6 +76,11 @@ class SegmentSection(Container):
         self.overlap = FloatSpinBox(label="Overlap", value=defaults.overlap, min=0.0, max=0.9, step=0.05)
         self.batch = SpinBox(label="Batch", value=defaults.batch, min=1, max=256)
         self.tta = CheckBox(text="Mirror TTA (4x slower)", value=defaults.tta)
+        self._scale_choices = dict(MULTISCALE)
+        self.multiscale = ComboBox(
+            label="Multi-scale TTA", choices=list(self._scale_choices), value="off",
+            tooltip="also run at other sizes around the model's own and average: objects of unusual size are found more often",
+        )  # fmt: skip
         self.show_probabilities = CheckBox(text="Add probability layer", value=False)
         self.new_layer = CheckBox(text="New layer for each run", value=False)
         self.run_button = PushButton(text="Segment")
@@ -74,7 +88,8 @@ class SegmentSection(Container):
         self.status = Label(label="")
         super().__init__(widgets=[
             self.model, self.checkpoint, self.info, self.image, self.channel, self.device, self.tile, self.overlap,
-            self.batch, self.tta, self.show_probabilities, self.new_layer, self.run_button, self.cancel_button, self.status,
+            self.batch, self.tta, self.multiscale, self.show_probabilities, self.new_layer, self.run_button,
+            self.cancel_button, self.status,
         ])  # fmt: skip
         self.info.native.setWordWrap(True)
         self.status.native.setWordWrap(True)
@@ -138,12 +153,23 @@ class SegmentSection(Container):
             f"{count_parameters(loaded.model) / 1e6:.1f}M parameters"
             + (f" | runs at {meta.input_scale:g}x resolution" if meta.input_scale != 1 else "")
         )
+        # Start from the model's own multi-scale choice, as the post-process starts from its tuned values.
+        label = scales_label(meta.test_scales)
+        if label not in self._scale_choices:
+            self._scale_choices[label] = meta.test_scales
+            self.multiscale.choices = list(self._scale_choices)
+        self.multiscale.value = label
         self.model_changed.emit(loaded)
 
     # --- running -------------------------------------------------------------------------------
     def tiling(self) -> TilingConfig:
         return TilingConfig(
-            tile=self.tile.value, overlap=self.overlap.value, batch=self.batch.value, tta=self.tta.value, device=self.device.value
+            tile=self.tile.value,
+            overlap=self.overlap.value,
+            batch=self.batch.value,
+            tta=self.tta.value,
+            scales=self._scale_choices[self.multiscale.value],
+            device=self.device.value,
         )
 
     def run(self) -> GeneratorWorker | None:
@@ -205,8 +231,7 @@ class SegmentSection(Container):
                     result.probabilities, name=name, colormap="magma", opacity=0.6, visible=False, **spatial_transform(image)
                 )
         self.state = SegmentationState(image, labels, result.probabilities, self.loaded)
-        count = int(np.asarray(result.labels).max())
-        self._set_status(f"{count} {'objects' if result.task == 'instance' else 'as highest class id'} in {labels.name}")
+        self._set_status(f"{_summary(result)} in {labels.name}")
         self.segmented.emit(self.state)
 
     def _on_finished(self) -> None:
@@ -216,3 +241,13 @@ class SegmentSection(Container):
 
     def _set_status(self, text: str) -> None:
         self.status.value = text
+
+
+def _summary(result: SegmentationResult) -> str:
+    """``120 objects``, or each foreground class's share of the image: ``polyp 14.2%``."""
+    labels = np.asarray(result.labels)
+    if result.task == "instance":
+        return f"{int(labels.max())} objects"
+    counts = np.bincount(labels.ravel(), minlength=len(result.class_names))
+    shares = [f"{name} {100 * counts[i] / labels.size:.1f}%" for i, name in enumerate(result.class_names) if i > 0]
+    return ", ".join(shares) or "no foreground class"
