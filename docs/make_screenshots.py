@@ -93,6 +93,22 @@ def main() -> None:
     shoot(viewer, "attention.png")
     viewer.close()
 
+    # An endoscopy frame with the polyps model, which runs its stored multi-scale TTA by default.
+    viewer, widget = open_demo("colonoscopy", show=True)
+    viewer.window._qt_window.resize(1400, 900)
+    widget.segment.run()
+    wait(app, lambda: widget.segment.worker is None)
+    from napari.utils.colormaps import DirectLabelColormap
+
+    polyp = widget.segment.state.labels
+    # A yellow outline: the tissue under the polyp stays visible, and red on red would not show.
+    polyp.colormap = DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", 1: "yellow"})
+    polyp.contour, polyp.opacity = 4, 1.0
+    viewer.reset_view()
+    app.processEvents()
+    shoot(viewer, "segment_polyps.png")
+    viewer.close()
+
 
 if __name__ == "__main__":
     main()
