@@ -96,7 +96,8 @@ def segment(
     Args:
         loaded: The model and its metadata.
         image: Any array with the layouts of :func:`infer_layout` (numpy, memmap, zarr, dask).
-        tiling: Tile, overlap, batch, TTA and device.
+        tiling: Tile, overlap, batch, mirror and multi-scale TTA (``scales`` None: the model's own
+            ``test_scales``), and device.
         watershed: Instance post-processing (ignored for semantic models); None: the model's own
             tuned settings (``metadata.watershed()``).
         channel: Source channel for multichannel images.

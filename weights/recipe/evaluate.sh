@@ -3,6 +3,7 @@
 # Usage: weights/recipe/evaluate.sh nuclei|polyps [MODEL] [usema predict options...]
 #   MODEL defaults to the bundled model of that name; outputs go to ${EVAL_DIR:-../runs/eval}/NAME/.
 #   NAMES=FILE scores other images than the validation split (e.g. training images, to see the fit).
+#   Predict options pass through: --scales 1 runs polyps in one pass instead of its stored multi-scale TTA.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 what=$1
