@@ -206,7 +206,7 @@ def _segment_plane_rescaled(
     shape = plane.shape[:2]
     sizes = [scaled_shape(shape, s) for s in scales]
     totals = [batch_count(size, tiling) for size in sizes]
-    probs = np.zeros((meta.config.out_channels, *shape), np.float32)  # (K, H, W)
+    probs: np.ndarray | None = None  # (K, H, W): the first pass, then the sum of all passes
     for i, scale in enumerate(scales):
         small = resize_image(plane, scale)
         source = ImageSource.prepare(small, meta.input_channels, meta.normalization, channel)
@@ -214,8 +214,12 @@ def _segment_plane_rescaled(
         for p in predict_tiles(loaded.model, source, sink, tiling):
             # One progress count across all passes, so a bar fills once.
             yield InferenceProgress(sum(totals[:i]) + p.done, sum(totals), message=p.message)
-        probs += resize_probabilities(sink.out, shape)
-    probs /= len(scales)
+        resized = resize_probabilities(sink.out, shape)
+        # Summing into the first pass keeps one full-size array, as a single pass needs anyway.
+        probs = resized if probs is None else np.add(probs, resized, out=probs)
+    assert probs is not None
+    if len(scales) > 1:
+        probs /= len(scales)
     if probabilities is not None:
         probabilities[:] = probs
     if meta.task == "semantic":
