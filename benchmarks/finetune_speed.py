@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from napari_usema.bundled import resolve_model
-from napari_usema.checkpoint import load_checkpoint
-from napari_usema.finetune import FINETUNE_DEFAULTS, CorrectedPair, finetune
-from napari_usema.images import read_image
+from napari_usema.io.bundled import resolve_model
+from napari_usema.io.checkpoint import load_checkpoint
+from napari_usema.io.images import read_image
+from napari_usema.training.finetune import FINETUNE_DEFAULTS, CorrectedPair, finetune
 
 
 def main(model: str = "nuclei", data: str = "../shared/data/microscopy") -> None:

@@ -31,14 +31,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_usema.checkpoint import INSTANCE_CLASSES, CheckpointMetadata, LoadedModel, load_checkpoint
-from napari_usema.finetune import FINETUNE_DEFAULTS, CorrectedPair, finetune
-from napari_usema.images import read_image
-from napari_usema.metrics import instance_f1
+from napari_usema.analysis.metrics import instance_f1
+from napari_usema.inference.pipeline import drive, segment
+from napari_usema.io.checkpoint import LoadedModel, load_checkpoint
+from napari_usema.io.images import read_image
+from napari_usema.io.metadata import INSTANCE_CLASSES, CheckpointMetadata, NormalizationRecipe
 from napari_usema.model import USEMA, preset
-from napari_usema.normalization import NormalizationRecipe
-from napari_usema.segmentation import drive, segment
 from napari_usema.training.data import AugmentConfig, load_folder, read_name_list
+from napari_usema.training.finetune import FINETUNE_DEFAULTS, CorrectedPair, finetune
 from napari_usema.training.trainer import TrainingConfig, train
 
 DATA = Path("../shared/data/microscopy")

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_usema.checkpoint import CheckpointMetadata, save_checkpoint
+from napari_usema.io.checkpoint import save_checkpoint
+from napari_usema.io.metadata import CheckpointMetadata
 from napari_usema.model import build_model, preset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,8 +60,8 @@ class IntensityNet(torch.nn.Module):
 @pytest.fixture
 def intensity_model():
     """A LoadedModel around IntensityNet, with an instance task and percentile normalisation."""
-    from napari_usema.checkpoint import LoadedModel
-    from napari_usema.normalization import NormalizationRecipe
+    from napari_usema.io.checkpoint import LoadedModel
+    from napari_usema.io.metadata import NormalizationRecipe
 
     config = preset("tiny")
     meta = CheckpointMetadata(config, "instance", normalization=NormalizationRecipe("percentile", 1, 99.8))

@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_usema.checkpoint import CheckpointMetadata
+from napari_usema.io.metadata import CheckpointMetadata, NormalizationRecipe
 from napari_usema.model import build_model, preset
-from napari_usema.normalization import NormalizationRecipe
 from napari_usema.training.data import AugmentConfig, make_sample
 from napari_usema.training.distributed import init_world, shutdown
 from napari_usema.training.trainer import TrainingConfig, train

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from napari_usema.attention_maps import capturing, query_attention, stack_maps
-from napari_usema.dispersion import experiment, measure, row_statistics
-from napari_usema.dispersion_report import write_report
-from napari_usema.model import build_model, preset
+from napari_usema.analysis.attention_maps import capture_weights, query_attention, stack_maps
+from napari_usema.analysis.dispersion import experiment, measure, row_statistics
+from napari_usema.analysis.dispersion_report import write_report
+from napari_usema.model import AttentionTap, build_model, preset
 
 
 @pytest.fixture
@@ -59,15 +59,17 @@ def test_window_maps_sum_to_one_inside_the_query_window_only(model) -> None:
 
 def test_capture_is_consistent_with_the_models_own_output(model) -> None:
     x = torch.randn(1, 1, 30, 26)
+    captured: dict[int, object] = {}
     with torch.no_grad():
         fused = model(x)
-        with capturing(model) as sinks:
-            explicit = model(x)
+        explicit = model(x, tap=AttentionTap(on_weights=captured.__setitem__))
     torch.testing.assert_close(fused, explicit, rtol=1e-4, atol=1e-5)
-    assert all(len(s) == 1 for s in sinks)
-    assert all(s[0].scores.sum(-1).allclose(torch.ones(())) for s in sinks)
+    assert sorted(captured) == list(range(len(model.encoder)))
+    weights = capture_weights(model, x[0].numpy())
+    assert [w.scores.shape for w in weights] == [captured[s].scores.shape for s in sorted(captured)]
+    assert all(w.scores.sum(-1).allclose(torch.ones(())) for w in weights)
     with torch.no_grad():
-        assert torch.equal(model(x), fused)  # capture leaves the default path untouched
+        assert torch.equal(model(x), fused)  # capture leaves the network and its default path untouched
 
 
 def test_full_attention_disperses_more_than_windows(model) -> None:
@@ -91,7 +93,7 @@ def test_report_files(model, tmp_path: Path) -> None:
 
 
 def test_attention_inputs_follow_the_models_input_scale() -> None:
-    from napari_usema.attention_maps import at_model_scale
+    from napari_usema.analysis.attention_maps import at_model_scale
 
     chw = np.random.default_rng(0).random((3, 64, 80)).astype(np.float32)
     same, points = at_model_scale(chw, 1.0, [(10, 20)])

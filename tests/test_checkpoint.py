@@ -10,16 +10,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from napari_usema.checkpoint import (
-    CheckpointError,
-    CheckpointMetadata,
-    load_checkpoint,
-    migrate_metadata,
-    read_metadata,
-    save_checkpoint,
-)
+from napari_usema.io.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from napari_usema.io.metadata import CheckpointError, CheckpointMetadata, NormalizationRecipe, migrate_metadata
 from napari_usema.model import build_model, preset
-from napari_usema.normalization import NormalizationRecipe
 
 
 @pytest.fixture

@@ -157,7 +157,7 @@ def test_command_line_options_override_the_models_tuned_postprocess() -> None:
     import argparse
 
     from napari_usema.cli.predict import chosen_watershed
-    from napari_usema.postprocess import WatershedConfig
+    from napari_usema.postprocess.config import WatershedConfig
 
     tuned = WatershedConfig(interior_threshold=0.9, foreground_threshold=0.6)
     none_given = argparse.Namespace(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_usema.metrics import dice, instance_f1, iou_matrix, normalized_surface_distance, semantic_scores
+from napari_usema.analysis.metrics import dice, instance_f1, iou_matrix, normalized_surface_distance, semantic_scores
 
 
 def test_iou_matrix_by_hand() -> None:

@@ -28,7 +28,7 @@ def engine_modules() -> list[str]:
 
 def test_engine_imports_no_gui_toolkit() -> None:
     modules = engine_modules()
-    assert "napari_usema.inference" in modules and "napari_usema.model.attention" in modules
+    assert "napari_usema.inference.predictor" in modules and "napari_usema.model.attention" in modules
     code = (
         "import sys, importlib\n"
         f"for m in {modules!r}: importlib.import_module(m)\n"
@@ -75,7 +75,8 @@ def test_cli_help_and_info_preset() -> None:
 
 
 def test_cli_info_checkpoint_and_bad_input(tmp_path: Path) -> None:
-    from napari_usema.checkpoint import CheckpointMetadata, save_checkpoint
+    from napari_usema.io.checkpoint import save_checkpoint
+    from napari_usema.io.metadata import CheckpointMetadata
     from napari_usema.model import build_model, preset
 
     config = preset("tiny")

@@ -1,13 +1,14 @@
-"""Watershed instances, the NeurIPS 2022 connected-components mode, and banded post-processing."""
+"""Watershed instances, the NeurIPS 2022 connected-components mode, and one post-process for memory and disk."""
 
 from __future__ import annotations
 
 import numpy as np
 from skimage import measure, morphology
 
-from napari_usema.banded import instances_banded
-from napari_usema.metrics import instance_f1
-from napari_usema.postprocess import WatershedConfig, instance_targets, instances_from_probabilities
+from napari_usema.analysis.metrics import instance_f1
+from napari_usema.postprocess.config import WatershedConfig
+from napari_usema.postprocess.watershed import fill_holes, instances, instances_from_probabilities, quantise
+from napari_usema.training.data import instance_targets
 
 
 def disks(shape: tuple[int, int], centres: list[tuple[int, int]], radius: int) -> np.ndarray:
@@ -79,7 +80,7 @@ def test_banded_equals_whole_image_and_straddling_cells_keep_one_label() -> None
     probs = probabilities_from_labels(labels)
     whole = instances_from_probabilities(probs)
     out = np.zeros(labels.shape, np.uint32)
-    count = instances_banded(probs[1], probs[1] + probs[2], out, WatershedConfig(), band=64, halo=32)
+    count = instances(quantise(probs[1]), quantise(probs[1] + probs[2]), out, WatershedConfig(), band=64, halo=32)
     assert count == len(centres) == out.max()
     # Cells centred at rows 62/64 and 127/131 straddle the band borders at 64 and 128.
     for cy, cx in [(62, 40), (64, 90), (127, 20), (131, 110)]:
@@ -93,7 +94,7 @@ def test_banded_connected_components_merges_across_bands() -> None:
     interior = np.zeros((40, 10), np.float32)
     interior[5:35, 3:7] = 1  # one tall object crossing three bands
     out = np.zeros(interior.shape, np.uint32)
-    count = instances_banded(interior, interior, out, WatershedConfig(mode="connected-components"), band=10)
+    count = instances(quantise(interior), quantise(interior), out, WatershedConfig(mode="connected-components"), band=10)
     assert count == 1 and set(np.unique(out)) == {0, 1}
 
 
@@ -106,8 +107,6 @@ def test_postprocess_of_a_2048_image_finds_every_cell() -> None:
 
 
 def test_fill_holes_fills_only_holes_enclosed_by_one_label() -> None:
-    from napari_usema.postprocess import fill_label_holes
-
     labels = np.zeros((12, 20), np.uint16)
     labels[1:6, 1:6] = 1
     labels[3, 3] = 0  # a hole inside cell 1: filled
@@ -115,7 +114,8 @@ def test_fill_holes_fills_only_holes_enclosed_by_one_label() -> None:
     labels[3, 11:13] = 0  # a gap bordered by cells 2 and 3: kept
     labels[8:12, 0:4] = 4
     labels[11, 1] = 0  # a notch open to the image edge: kept
-    filled = fill_label_holes(labels)
+    filled = labels.copy()
+    fill_holes(filled, band=5)  # bands of 5 rows: cell 1's hole sits on the border between two
     assert filled[3, 3] == 1
     assert filled[3, 11] == 0 and filled[3, 12] == 0
     assert filled[11, 1] == 0

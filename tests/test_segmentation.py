@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import napari_usema.segmentation as segmentation
-from napari_usema.channels import ChannelError
-from napari_usema.checkpoint import load_checkpoint
-from napari_usema.segmentation import disk_array, drive, infer_layout, segment
-from napari_usema.tiling import TilingConfig
+import napari_usema.inference.pipeline as segmentation
+from napari_usema.inference.channels import ChannelError
+from napari_usema.inference.pipeline import disk_array, drive, infer_layout, segment
+from napari_usema.inference.tiling import TilingConfig
+from napari_usema.io.checkpoint import load_checkpoint
 
 TILING = TilingConfig(tile=64, overlap=0.25, batch=2, device="cpu")
 
@@ -74,7 +74,7 @@ def test_large_plane_path_matches_the_in_memory_path(intensity_model, tmp_path: 
     out = disk_array(tmp_path / "labels.zarr", image.shape, np.uint32, rows=64)
     large = np.asarray(drive(segment(intensity_model, image, TILING, labels_out=out)).labels)
     assert large.max() == 42
-    from napari_usema.metrics import instance_f1
+    from napari_usema.analysis.metrics import instance_f1
 
     assert instance_f1(small, large).f1 == 1.0
 
@@ -84,8 +84,8 @@ def test_model_with_input_scale_runs_at_its_resolution_and_answers_at_the_image_
     import dataclasses
 
     from conftest import disk_image
-    from napari_usema.metrics import instance_f1
-    from napari_usema.rescale import resize_image, resize_probabilities
+    from napari_usema.analysis.metrics import instance_f1
+    from napari_usema.inference.rescale import resize_image, resize_probabilities
 
     image = disk_image((200, 240), [(y, x) for y in range(30, 200, 60) for x in range(30, 240, 60)], 16)
     half = dataclasses.replace(intensity_model, metadata=dataclasses.replace(intensity_model.metadata, input_scale=0.5))
@@ -112,7 +112,7 @@ def test_multiscale_tta_averages_the_passes_at_the_images_resolution(intensity_m
     import dataclasses
 
     from conftest import disk_image
-    from napari_usema.metrics import instance_f1
+    from napari_usema.analysis.metrics import instance_f1
 
     image = disk_image((160, 200), [(y, x) for y in range(30, 160, 50) for x in range(30, 200, 50)], 14)
     tiling = dataclasses.replace(TILING, scales=(0.5, 1.0))
@@ -165,7 +165,7 @@ def test_the_models_tuned_postprocess_is_the_default(intensity_model) -> None:
     import dataclasses
 
     from conftest import disk_image
-    from napari_usema.postprocess import WatershedConfig
+    from napari_usema.postprocess.config import WatershedConfig
 
     image = disk_image((120, 120), [(30, 30), (30, 90), (90, 60)], 12)
     tiling = TilingConfig(tile=64, device="cpu")

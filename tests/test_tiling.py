@@ -8,10 +8,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from napari_usema.channels import ChannelPlan
-from napari_usema.inference import ArraySink, ImageSource, predict_tiles
-from napari_usema.normalization import IntensityStats
-from napari_usema.tiling import TileSizeError, TilingConfig, effective_tile, gaussian_weight, tile_grid, tile_starts
+from napari_usema.inference.channels import ChannelPlan
+from napari_usema.inference.normalization import IntensityStats
+from napari_usema.inference.predictor import ArraySink, ImageSource, predict_tiles
+from napari_usema.inference.tiling import TileSizeError, TilingConfig, effective_tile, gaussian_weight, tile_grid, tile_starts
 
 
 def test_tile_starts_are_flush_with_both_edges() -> None:
@@ -120,7 +120,7 @@ def test_lazy_zarr_and_dask_inputs_read_tile_by_tile(tmp_path) -> None:
 
 
 def test_out_of_memory_retries_with_smaller_batches_and_says_so(monkeypatch) -> None:
-    from napari_usema import inference
+    from napari_usema.inference import predictor
 
     class Flaky(_Constant):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -128,7 +128,7 @@ def test_out_of_memory_retries_with_smaller_batches_and_says_so(monkeypatch) -> 
                 raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
             return super().forward(x)
 
-    monkeypatch.setattr(inference.torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(predictor.torch.cuda, "empty_cache", lambda: None)
     image = np.random.default_rng(3).normal(size=(64, 64)).astype(np.float32)
     sink = ArraySink(2, image.shape)
     records = list(predict_tiles(Flaky(), _source(image), sink, TilingConfig(tile=32, overlap=0.5, batch=4, device="cpu")))

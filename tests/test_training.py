@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from napari_usema.checkpoint import CheckpointMetadata, load_checkpoint, read_metadata
-from napari_usema.finetune import FINETUNE_DEFAULTS, CorrectedPair, FinetuneError, finetune, versioned_path
+from napari_usema.io.checkpoint import load_checkpoint, read_metadata
+from napari_usema.io.metadata import CheckpointMetadata, NormalizationRecipe
 from napari_usema.model import preset
-from napari_usema.normalization import NormalizationRecipe
 from napari_usema.training.data import AugmentConfig, PatchSampler, make_sample
+from napari_usema.training.finetune import FINETUNE_DEFAULTS, CorrectedPair, FinetuneError, finetune, versioned_path
 from napari_usema.training.losses import deep_supervision_loss, dice_ce_loss
 from napari_usema.training.trainer import (
     TrainingConfig,

@@ -11,8 +11,8 @@ import torch
 pytest.importorskip("napari")
 
 from napari_usema._sample_data import load_nuclei
-from napari_usema.checkpoint import load_checkpoint
-from napari_usema.segmentation import drive, segment
+from napari_usema.inference.pipeline import drive, segment
+from napari_usema.io.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.gui
 
@@ -186,7 +186,7 @@ def test_attention_maps_of_a_half_resolution_model_cover_its_larger_windows(
     import dataclasses
     from types import SimpleNamespace
 
-    from napari_usema.checkpoint import load_checkpoint, save_checkpoint
+    from napari_usema.io.checkpoint import load_checkpoint, save_checkpoint
 
     viewer, widget = dock
     tiny = load_checkpoint(tiny_instance_checkpoint)
@@ -238,7 +238,7 @@ def test_attention_explorer_reacts_to_a_click(dock, qtbot, tiny_instance_checkpo
 
 def test_status_line_names_objects_or_class_shares() -> None:
     from napari_usema._widgets.segment import _summary
-    from napari_usema.segmentation import SegmentationResult
+    from napari_usema.inference.pipeline import SegmentationResult
 
     classes = np.zeros((10, 20), np.uint8)
     classes[:5, :4] = 1  # 10% of the image

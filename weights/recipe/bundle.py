@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from napari_usema.checkpoint import load_checkpoint, save_checkpoint
+from napari_usema.io.checkpoint import load_checkpoint, save_checkpoint
 
 
 def main(source: str, target: str, *notes: str) -> None:

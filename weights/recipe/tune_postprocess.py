@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_usema.checkpoint import load_checkpoint, save_checkpoint
-from napari_usema.images import find_pairs, read_image
-from napari_usema.metrics import instance_f1
-from napari_usema.postprocess import instances_from_probabilities
-from napari_usema.segmentation import drive, segment
+from napari_usema.analysis.metrics import instance_f1
+from napari_usema.inference.pipeline import drive, segment
+from napari_usema.io.checkpoint import load_checkpoint, save_checkpoint
+from napari_usema.io.images import find_pairs, read_image
+from napari_usema.postprocess.watershed import instances_from_probabilities
 from napari_usema.training.data import read_name_list
 
 INTERIOR = (0.5, 0.6, 0.7, 0.8, 0.9)

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_usema.checkpoint import load_checkpoint, save_checkpoint
-from napari_usema.images import find_pairs, read_image
-from napari_usema.metrics import dice
-from napari_usema.segmentation import drive, segment
-from napari_usema.tiling import TilingConfig
+from napari_usema.analysis.metrics import dice
+from napari_usema.inference.pipeline import drive, segment
+from napari_usema.inference.tiling import TilingConfig
+from napari_usema.io.checkpoint import load_checkpoint, save_checkpoint
+from napari_usema.io.images import find_pairs, read_image
 from napari_usema.training.data import read_name_list
 
 

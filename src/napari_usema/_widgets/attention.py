@@ -16,11 +16,11 @@ from napari.utils.notifications import show_error, show_info
 from napari_usema._widgets.jobs import JobProgress, set_running
 from napari_usema._widgets.layers import spatial_transform
 from napari_usema._widgets.segment import SegmentSection, layer_array
-from napari_usema.attention_maps import StageAttention, at_model_scale, query_attention, stack_maps
-from napari_usema.dispersion import ExperimentStep, experiment
-from napari_usema.dispersion_report import head_mean, write_report
-from napari_usema.inference import ImageSource
-from napari_usema.rescale import resize_probabilities
+from napari_usema.analysis.attention_maps import StageAttention, at_model_scale, query_attention, stack_maps
+from napari_usema.analysis.dispersion import ExperimentStep, experiment
+from napari_usema.analysis.dispersion_report import head_mean, write_report
+from napari_usema.inference.predictor import ImageSource
+from napari_usema.inference.rescale import resize_probabilities
 
 CAPTURE_SIDE = 512  # maps are computed on a crop of at most this side around the clicked pixel
 POINTS = "attention queries"
@@ -238,7 +238,7 @@ class AttentionExplorer(Container):
     def plot(self) -> None:
         """Entropy / log N against N at stage 0 (SEMA vs full attention), and the histogram of N x
         score at the largest crop measured with both."""
-        from napari_usema.dispersion import HIST_EDGES
+        from napari_usema.analysis.dispersion import HIST_EDGES
 
         self.figure.clear()
         ax, hx = self.figure.add_subplot(121), self.figure.add_subplot(122)

@@ -16,7 +16,7 @@ from napari_usema._widgets.jobs import JobProgress, set_running
 from napari_usema._widgets.layers import region_mask
 from napari_usema._widgets.plot import LossPlot
 from napari_usema._widgets.segment import SegmentSection, layer_array
-from napari_usema.finetune import FINETUNE_DEFAULTS, CorrectedPair, check_output, finetune, versioned_path
+from napari_usema.training.finetune import FINETUNE_DEFAULTS, CorrectedPair, check_output, finetune, versioned_path
 from napari_usema.training.trainer import TrainingProgress
 
 NO_REGION = "whole image"

@@ -13,7 +13,8 @@ from qtpy.QtCore import QTimer
 
 from napari_usema._widgets.layers import checksum, is_edited, write_owned_labels
 from napari_usema._widgets.segment import SegmentationState, SegmentSection
-from napari_usema.postprocess import WatershedConfig, instances_from_probabilities
+from napari_usema.postprocess.config import WatershedConfig
+from napari_usema.postprocess.watershed import instances_from_probabilities
 
 
 class PostprocessSection(Container):

@@ -15,13 +15,14 @@ from psygnal import Signal
 
 from napari_usema._widgets.jobs import JobProgress, set_running
 from napari_usema._widgets.layers import spatial_transform, write_owned_labels
-from napari_usema.bundled import available_models, resolve_model
-from napari_usema.channels import plan_channels
-from napari_usema.checkpoint import LoadedModel, load_checkpoint
-from napari_usema.inference import InferenceProgress, available_devices
-from napari_usema.postprocess import WatershedConfig
-from napari_usema.segmentation import LARGE_PLANE_PIXELS, SegmentationResult, infer_layout, segment
-from napari_usema.tiling import TilingConfig
+from napari_usema.inference.channels import plan_channels
+from napari_usema.inference.devices import available_devices
+from napari_usema.inference.pipeline import LARGE_PLANE_PIXELS, SegmentationResult, infer_layout, segment
+from napari_usema.inference.predictor import InferenceProgress
+from napari_usema.inference.tiling import TilingConfig
+from napari_usema.io.bundled import available_models, resolve_model
+from napari_usema.io.checkpoint import LoadedModel, load_checkpoint
+from napari_usema.postprocess.config import WatershedConfig
 
 BROWSE = "Browse for a checkpoint…"
 AUTO = "auto"

@@ -43,7 +43,7 @@ def _attention(args: argparse.Namespace) -> int:
 
 def _tiling(args: argparse.Namespace) -> int:
     from napari_usema.benchmarks.tiling import main
-    from napari_usema.tiling import TilingConfig
+    from napari_usema.inference.tiling import TilingConfig
 
     tiling = TilingConfig(tile=args.tile, overlap=args.overlap, batch=args.batch, device=args.device)
     main(args.figures, args.model, args.size, tiling, args.throughput_model, args.throughput_size)

@@ -20,7 +20,7 @@ def open_demo(sample: str = "nuclei", model: str | None = None, show: bool = Tru
         raise ValueError('the demo needs napari: pip install "napari-usema[all]"') from None
     from napari_usema._sample_data import colonoscopy_sample, nuclei_sample
     from napari_usema._widgets.main import UsemaWidget
-    from napari_usema.bundled import available_models
+    from napari_usema.io.bundled import available_models
 
     viewer = napari.Viewer(show=show, title="napari-usema demo")
     ((data, kwargs, _),) = (nuclei_sample if sample == "nuclei" else colonoscopy_sample)()

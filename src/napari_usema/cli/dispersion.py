@@ -31,13 +31,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_usema.attention_maps import at_model_scale, query_attention
-    from napari_usema.bundled import resolve_model
-    from napari_usema.checkpoint import load_checkpoint
-    from napari_usema.dispersion import experiment
-    from napari_usema.dispersion_report import head_mean, write_report
-    from napari_usema.images import read_image
-    from napari_usema.inference import ImageSource, select_device
+    from napari_usema.analysis.attention_maps import at_model_scale, query_attention
+    from napari_usema.analysis.dispersion import experiment
+    from napari_usema.analysis.dispersion_report import head_mean, write_report
+    from napari_usema.inference.devices import select_device
+    from napari_usema.inference.predictor import ImageSource
+    from napari_usema.io.bundled import resolve_model
+    from napari_usema.io.checkpoint import load_checkpoint
+    from napari_usema.io.images import read_image
 
     loaded = load_checkpoint(resolve_model(args.model), device=select_device(args.device))
     image = read_image(args.image)

@@ -25,7 +25,7 @@ def match_files(
     pred_dir: Path, truth_dir: Path, names: list[str] | None
 ) -> tuple[dict[str, tuple[Path, Path]], list[str], list[str]]:
     """Pairs by file stem, plus the stems missing from the predictions and the extra ones."""
-    from napari_usema.images import list_images
+    from napari_usema.io.images import list_images
 
     preds = {p.stem: p for p in list_images(pred_dir) if not p.stem.endswith("_probabilities")}
     truths = {p.stem: p for p in list_images(truth_dir)}
@@ -39,8 +39,8 @@ def match_files(
 
 
 def evaluate_pairs(pairs: dict[str, tuple[Path, Path]], task: str | None, tolerance: float) -> dict:
-    from napari_usema.images import read_image
-    from napari_usema.metrics import instance_f1, semantic_scores
+    from napari_usema.analysis.metrics import instance_f1, semantic_scores
+    from napari_usema.io.images import read_image
 
     loaded = {n: (read_image(p), read_image(t)) for n, (p, t) in pairs.items()}
     if task is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from napari_usema.bundled import resolve_model
+from napari_usema.io.bundled import resolve_model
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +16,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_usema.checkpoint import load_checkpoint
+    from napari_usema.io.checkpoint import load_checkpoint
     from napari_usema.model import build_model, count_parameters, preset
 
     if (args.model is None) == (args.preset is None):

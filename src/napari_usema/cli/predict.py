@@ -7,8 +7,8 @@ import tempfile
 from pathlib import Path
 
 from napari_usema.cli.progress import ProgressBar
-from napari_usema.postprocess import WatershedConfig
-from napari_usema.tiling import TilingConfig
+from napari_usema.inference.tiling import TilingConfig
+from napari_usema.postprocess.config import WatershedConfig
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -45,7 +45,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def parse_scales(text: str) -> tuple[float, ...]:
     """``"0.8,1,1.25"`` -> ``(0.8, 1.0, 1.25)``; argparse reports the error as a usage error."""
-    from napari_usema.tiling import check_scales
+    from napari_usema.io.metadata import check_scales
 
     try:
         return check_scales([float(part) for part in text.split(",")])
@@ -55,7 +55,7 @@ def parse_scales(text: str) -> tuple[float, ...]:
 
 def collect_inputs(inputs: list[Path]) -> list[Path]:
     """Files as given, folders expanded to their images; missing paths are an error."""
-    from napari_usema.images import list_images
+    from napari_usema.io.images import list_images
 
     files: list[Path] = []
     for item in inputs:
@@ -87,8 +87,8 @@ def chosen_watershed(model_default: WatershedConfig, args: argparse.Namespace) -
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_usema.bundled import resolve_model
-    from napari_usema.checkpoint import load_checkpoint
+    from napari_usema.io.bundled import resolve_model
+    from napari_usema.io.checkpoint import load_checkpoint
     from napari_usema.training.distributed import init_world, rank_device, shard, shutdown
 
     files = collect_inputs(args.inputs)
@@ -128,8 +128,8 @@ def _predict_one(
     import numpy as np
     import tifffile
 
-    from napari_usema.images import read_image, write_labels, write_labels_banded
-    from napari_usema.segmentation import LARGE_PLANE_PIXELS, disk_array, drive, infer_layout, segment
+    from napari_usema.inference.pipeline import LARGE_PLANE_PIXELS, disk_array, drive, infer_layout, segment
+    from napari_usema.io.images import read_image, write_labels, write_labels_banded
 
     image = read_image(path, lazy=True)
     layout = infer_layout(tuple(image.shape), loaded.metadata.input_channels, args.channel)

@@ -58,7 +58,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_schedule_options(p: argparse.ArgumentParser, defaults_from: str) -> None:
-    from napari_usema.finetune import FINETUNE_DEFAULTS
+    from napari_usema.training.finetune import FINETUNE_DEFAULTS
     from napari_usema.training.trainer import TrainingConfig
 
     d = FINETUNE_DEFAULTS if defaults_from == "finetune" else TrainingConfig()
@@ -113,10 +113,9 @@ def _positive(value: float, name: str) -> float:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from napari_usema.checkpoint import INSTANCE_CLASSES, CheckpointMetadata
-    from napari_usema.images import find_pairs
+    from napari_usema.io.images import find_pairs
+    from napari_usema.io.metadata import INSTANCE_CLASSES, CheckpointMetadata, NormalizationRecipe
     from napari_usema.model import preset
-    from napari_usema.normalization import NormalizationRecipe
     from napari_usema.training.data import AugmentConfig, load_folder, read_name_list
     from napari_usema.training.distributed import init_world, shutdown
     from napari_usema.training.trainer import TrainingConfig, steps_for_epochs, train
@@ -147,8 +146,8 @@ def run_train(args: argparse.Namespace) -> int:
     )
     init_model = None
     if args.init:
-        from napari_usema.bundled import resolve_model
-        from napari_usema.checkpoint import load_checkpoint
+        from napari_usema.io.bundled import resolve_model
+        from napari_usema.io.checkpoint import load_checkpoint
 
         init = load_checkpoint(resolve_model(args.init))
         if init.metadata.config != config:
@@ -189,10 +188,10 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_finetune(args: argparse.Namespace) -> int:
-    from napari_usema.bundled import resolve_model
-    from napari_usema.checkpoint import load_checkpoint
-    from napari_usema.finetune import FINETUNE_DEFAULTS, CorrectedPair, check_output, finetune
-    from napari_usema.images import read_image
+    from napari_usema.io.bundled import resolve_model
+    from napari_usema.io.checkpoint import load_checkpoint
+    from napari_usema.io.images import read_image
+    from napari_usema.training.finetune import FINETUNE_DEFAULTS, CorrectedPair, check_output, finetune
 
     if len(args.labels) != len(args.image):
         raise ValueError(f"{len(args.image)} images but {len(args.labels)} label files: give one labels file per image")

@@ -1,25 +1,45 @@
-"""The USEMA network in pure PyTorch: no I/O, no napari, no Qt."""
+"""The USEMA network in pure PyTorch: no I/O, no napari, no Qt.
+
+Names are imported on first use, so reading a checkpoint's config (``model.config``) does not import torch.
+"""
 
 from __future__ import annotations
 
-from .attention import AttentionWeights, SEMAAttention
-from .blocks import ResidualBlock, SEMABlock
-from .config import PRESETS, USEMAConfig, preset
-from .unet import USEMA
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from napari_usema.model.attention import AttentionTap, AttentionWeights, SEMAAttention
+    from napari_usema.model.blocks import ResidualBlock, SEMABlock
+    from napari_usema.model.config import PRESETS, USEMAConfig, preset
+    from napari_usema.model.unet import USEMA, build_model, count_parameters, on_device
+
+_HOMES = {
+    "AttentionTap": "attention",
+    "AttentionWeights": "attention",
+    "SEMAAttention": "attention",
+    "ResidualBlock": "blocks",
+    "SEMABlock": "blocks",
+    "PRESETS": "config",
+    "USEMAConfig": "config",
+    "preset": "config",
+    "USEMA": "unet",
+    "build_model": "unet",
+    "count_parameters": "unet",
+    "on_device": "unet",
+}
 
 
-def build_model(config: USEMAConfig) -> USEMA:
-    """Build a freshly initialised network from its config."""
-    return USEMA(config)
-
-
-def count_parameters(model: USEMA) -> int:
-    return sum(p.numel() for p in model.parameters())
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
 
 
 __all__ = [
     "PRESETS",
     "USEMA",
+    "AttentionTap",
     "AttentionWeights",
     "ResidualBlock",
     "SEMAAttention",
@@ -27,5 +47,6 @@ __all__ = [
     "USEMAConfig",
     "build_model",
     "count_parameters",
+    "on_device",
     "preset",
 ]

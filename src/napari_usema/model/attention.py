@@ -13,7 +13,7 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import RoPE2d, pad_to_multiple, valid_mask, window_partition, window_reverse
+from napari_usema.model.layers import RoPE2d, pad_to_multiple, valid_mask, window_partition, window_reverse
 
 AttentionMode = Literal["window", "full"]
 
@@ -36,6 +36,31 @@ class AttentionWeights:
     grid_hw: tuple[int, int]
     valid_hw: tuple[int, int]
     mean_weight: float
+
+
+# Called per forward with (q, k, key_mask): q, k ``(B*nW, heads, T, d)``, key_mask ``(B*nW, 1, 1, T)`` or None.
+ScoreProbe = Callable[[Tensor, Tensor, Tensor | None], None]
+
+
+@dataclass(frozen=True)
+class AttentionTap:
+    """Instrumentation of the encoder's attentions for one forward call: passed in, never stored.
+
+    A network is never changed to be read: the tap travels with the call, so another thread using the
+    same network at the same time runs it unchanged (timm's ``forward_intermediates`` does the same).
+
+    Attributes:
+        on_weights: Receives ``(stage, AttentionWeights)`` from every encoder stage; those stages then
+            compute their softmax scores explicitly (same output, more memory).
+        on_scores: Receives ``(stage, q, k, key_mask)`` (see :data:`ScoreProbe`), to measure the scores
+            in chunks without holding them all.
+        full: Run every stage with full softmax attention over the whole grid instead of windows (and
+            without the global mean, which belongs to window attention): the dispersion experiment.
+    """
+
+    on_weights: Callable[[int, AttentionWeights], None] | None = None
+    on_scores: Callable[[int, Tensor, Tensor, Tensor | None], None] | None = None
+    full: bool = False
 
 
 class SEMAAttention(nn.Module):
@@ -65,12 +90,15 @@ class SEMAAttention(nn.Module):
         self.qk = nn.Linear(dim, 2 * dim)
         self.lepe = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.rope = RoPE2d(self.head_dim, rope_base)
-        # Set by the dispersion module: called with (q, k, key_mask) per forward, to measure scores
-        # in chunks without materialising them. None (the default) costs nothing.
-        self.probe: Callable[[Tensor, Tensor, Tensor | None], None] | None = None
 
     def forward(
-        self, x: Tensor, valid_hw: tuple[int, int] | None = None, return_weights: bool = False
+        self,
+        x: Tensor,
+        valid_hw: tuple[int, int] | None = None,
+        return_weights: bool = False,
+        *,
+        mode: AttentionMode | None = None,
+        probe: ScoreProbe | None = None,
     ) -> Tensor | tuple[Tensor, AttentionWeights]:
         """Attend.
 
@@ -80,6 +108,9 @@ class SEMAAttention(nn.Module):
                 masked out of the softmax and of the global mean. None: every token is real.
             return_weights: Compute attention explicitly and also return its softmax scores. The
                 default fused path (SDPA) gives the same output without materialising them.
+            mode: This call's attention (None: the module's own ``mode``); ``full`` attends over the
+                whole grid, without the global mean.
+            probe: Called with this call's ``(q, k, key_mask)``, for measurements.
 
         Returns:
             ``(B, H, W, C)``, and :class:`AttentionWeights` when ``return_weights``.
@@ -93,12 +124,13 @@ class SEMAAttention(nn.Module):
         q = self.rope(q.view(b, h, w, self.num_heads, self.head_dim)).view(b, h, w, c)
         k = self.rope(k.view(b, h, w, self.num_heads, self.head_dim)).view(b, h, w, c)
 
-        window = self.window_size if self.mode == "window" else max(h, w)
-        out, scores, grid_hw = self._windowed(q, k, v, real, window, return_weights)  # out: (B, H, W, C)
+        mode = self.mode if mode is None else mode
+        window = self.window_size if mode == "window" else max(h, w)
+        out, scores, grid_hw = self._windowed(q, k, v, real, window, mode, return_weights, probe)  # out: (B, H, W, C)
 
         n_real = valid_hw[0] * valid_hw[1]
         mean_weight = 0.0
-        if self.global_mean and self.mode == "window":
+        if self.global_mean and mode == "window":
             mean_v = v.sum(dim=(1, 2), keepdim=True) / n_real  # (B, 1, 1, C): mean over real tokens
             out = out + mean_v
             mean_weight = 1.0 / n_real
@@ -109,12 +141,20 @@ class SEMAAttention(nn.Module):
         return out, AttentionWeights(scores, window, grid_hw, valid_hw, mean_weight)
 
     def _windowed(
-        self, q: Tensor, k: Tensor, v: Tensor, real: Tensor, window: int, return_weights: bool
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        real: Tensor,
+        window: int,
+        mode: AttentionMode,
+        return_weights: bool,
+        probe: ScoreProbe | None,
     ) -> tuple[Tensor, Tensor | None, tuple[int, int]]:
         """Softmax attention inside each ``window``-sided window; returns (out, scores, padded grid)."""
         b, h, w, c = q.shape
         heads, d = self.num_heads, self.head_dim
-        if self.mode == "full":  # one window that is exactly the grid: no padding needed
+        if mode == "full":  # one window that is exactly the grid: no padding needed
             hp, wp = h, w
             windows = [t.reshape(b, h * w, c) for t in (q, k, v)]  # each (B, N, C)
             key_real = real.reshape(1, h * w)  # (1, N)
@@ -133,8 +173,8 @@ class SEMAAttention(nn.Module):
             n_win = key_real.shape[0]
             mask = key_real[None, :, None, None, :].expand(b, n_win, 1, 1, -1).reshape(b * n_win, 1, 1, -1)
 
-        if self.probe is not None:
-            self.probe(qw, kw, mask)
+        if probe is not None:
+            probe(qw, kw, mask)
         scores = None
         if return_weights:
             logits = (qw.float() @ kw.float().transpose(-2, -1)) * d**-0.5  # (B*nW, heads, T, T)
@@ -145,7 +185,7 @@ class SEMAAttention(nn.Module):
         else:
             ow = F.scaled_dot_product_attention(qw, kw, vw, attn_mask=mask)  # (B*nW, heads, T, d)
         ow = ow.transpose(1, 2).reshape(ow.shape[0], -1, c)  # (B*nW, T, C)
-        if self.mode == "full":
+        if mode == "full":
             out = ow.view(b, h, w, c)
         else:
             out = window_reverse(ow, window, hp, wp)[:, :h, :w]  # (B, H, W, C)
@@ -163,4 +203,4 @@ def full_attention_reference(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     return scores.softmax(dim=-1) @ v
 
 
-__all__ = ["AttentionMode", "AttentionWeights", "SEMAAttention", "full_attention_reference"]
+__all__ = ["AttentionMode", "AttentionTap", "AttentionWeights", "SEMAAttention", "ScoreProbe", "full_attention_reference"]

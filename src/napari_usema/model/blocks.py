@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .attention import AttentionMode, AttentionWeights, SEMAAttention
+from napari_usema.model.attention import AttentionMode, AttentionTap, SEMAAttention
 
 
 class ResidualBlock(nn.Module):
@@ -77,25 +77,39 @@ class SEMABlock(nn.Module):
         self.cpe2 = depthwise_conv(dim)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = FeedForward(dim, mlp_ratio)
-        # Set by attention capture (attention_maps module) to receive this block's scores.
-        self.weights_sink: list[AttentionWeights] | None = None
 
-    def forward(self, x: Tensor, valid_hw: tuple[int, int] | None = None) -> Tensor:
-        """``x``: ``(B, C, H, W)``; ``valid_hw``: the real (unpadded) corner of the grid."""
+    def forward(
+        self, x: Tensor, valid_hw: tuple[int, int] | None = None, *, tap: AttentionTap | None = None, stage: int = 0
+    ) -> Tensor:
+        """``x``: ``(B, C, H, W)``; ``valid_hw``: the real (unpadded) corner of the grid; ``tap``: this
+        call's instrumentation, which hears of this block as encoder stage ``stage``."""
         x = x + self.cpe1(x)
         tokens = x.permute(0, 2, 3, 1)  # (B, H, W, C)
         h = self.norm1(tokens)
         gate = self.act(self.gate(h))  # (B, H, W, C)
         main = self.in_proj(h).permute(0, 3, 1, 2)  # (B, C, H, W)
         main = self.act(self.dwc(main)).permute(0, 2, 3, 1)  # (B, H, W, C)
-        if self.weights_sink is None:
-            main = self.attn(main, valid_hw)
-        else:
-            main, weights = self.attn(main, valid_hw, return_weights=True)
-            self.weights_sink.append(weights)
+        main = self._attend(main, valid_hw, tap, stage)  # (B, H, W, C)
         tokens = tokens + self.out_proj(main * gate)
         x = tokens.permute(0, 3, 1, 2)  # (B, C, H, W)
         x = x + self.cpe2(x)
         tokens = x.permute(0, 2, 3, 1)  # (B, H, W, C)
         tokens = tokens + self.mlp(self.norm2(tokens))
         return tokens.permute(0, 3, 1, 2).contiguous()  # (B, C, H, W)
+
+    def _attend(self, main: Tensor, valid_hw: tuple[int, int] | None, tap: AttentionTap | None, stage: int) -> Tensor:
+        if tap is None:
+            return self.attn(main, valid_hw)
+        mode = "full" if tap.full else None
+        probe = None
+        if tap.on_scores is not None:
+            on_scores = tap.on_scores
+
+            def probe(q: Tensor, k: Tensor, mask: Tensor | None) -> None:
+                on_scores(stage, q, k, mask)
+
+        if tap.on_weights is None:
+            return self.attn(main, valid_hw, mode=mode, probe=probe)
+        main, weights = self.attn(main, valid_hw, return_weights=True, mode=mode, probe=probe)
+        tap.on_weights(stage, weights)
+        return main

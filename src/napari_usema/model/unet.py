@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .blocks import ResidualBlock, SEMABlock
-from .config import USEMAConfig
+from napari_usema.model.attention import AttentionTap
+from napari_usema.model.blocks import ResidualBlock, SEMABlock
+from napari_usema.model.config import USEMAConfig
 
 
 class EncoderStage(nn.Module):
@@ -20,6 +22,7 @@ class EncoderStage(nn.Module):
 
     def __init__(self, config: USEMAConfig, stage: int) -> None:
         super().__init__()
+        self.index = stage
         width = config.widths[stage]
         in_ch = config.in_channels if stage == 0 else config.widths[stage - 1]
         blocks = [ResidualBlock(in_ch, width, stride=1 if stage == 0 else 2)]
@@ -36,8 +39,8 @@ class EncoderStage(nn.Module):
             rope_base=config.rope_base,
         )
 
-    def forward(self, x: Tensor, valid_hw: tuple[int, int]) -> Tensor:
-        return self.sema(self.convs(x), valid_hw)
+    def forward(self, x: Tensor, valid_hw: tuple[int, int], tap: AttentionTap | None = None) -> Tensor:
+        return self.sema(self.convs(x), valid_hw, tap=tap, stage=self.index)
 
 
 class DecoderStage(nn.Module):
@@ -76,13 +79,15 @@ class USEMA(nn.Module):
         div = self.config.divisor
         return max(math.ceil(height / div), 2) * div, max(math.ceil(width / div), 2) * div
 
-    def forward(self, x: Tensor, *, deep_supervision: bool = False) -> Tensor | list[Tensor]:
+    def forward(self, x: Tensor, *, deep_supervision: bool = False, tap: AttentionTap | None = None) -> Tensor | list[Tensor]:
         """Segment.
 
         Args:
             x: ``(B, in_channels, H, W)`` normalised image.
             deep_supervision: Return the logits of every decoder scale, finest first:
                 ``[(B, K, H, W), (B, K, ceil(H/2), ceil(W/2)), ...]`` (needs ``config.deep_supervision``).
+            tap: Instrumentation of the encoder's attentions for this call only (attention maps,
+                dispersion); the network itself is never changed to be read.
 
         Returns:
             ``(B, out_channels, H, W)`` logits, or the list above.
@@ -98,7 +103,7 @@ class USEMA(nn.Module):
         skips = []
         for s, stage in enumerate(self.encoder):
             valid = (math.ceil(h / 2**s), math.ceil(w / 2**s))  # real tokens at this scale
-            x = stage(x, valid)  # (B, widths[s], Hp / 2^s, Wp / 2^s)
+            x = stage(x, valid, tap)  # (B, widths[s], Hp / 2^s, Wp / 2^s)
             skips.append(x)
 
         outputs: list[Tensor] = []
@@ -111,3 +116,24 @@ class USEMA(nn.Module):
                 outputs.append(logits)
         outputs.reverse()  # finest first
         return outputs if deep_supervision else outputs[0]
+
+
+def build_model(config: USEMAConfig) -> USEMA:
+    """Build a freshly initialised network from its config."""
+    return USEMA(config)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def on_device(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` itself if its weights are on ``device``, else a copy there. The given network is
+    never moved: another thread may be running it."""
+    weight = next(model.parameters(), None)
+    if weight is None:  # nothing to move (a function wrapped as a module)
+        return model
+    current = weight.device
+    if current == device or (device.index is None and current.type == device.type):
+        return model
+    return copy.deepcopy(model).to(device)

@@ -10,12 +10,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
+from skimage import segmentation
 
-from ..channels import plan_channels
-from ..images import find_pairs, read_image
-from ..normalization import NormalizationRecipe, normalize
-from ..postprocess import instance_targets
-from ..rescale import resize_image, resize_labels
+from napari_usema.inference.channels import plan_channels
+from napari_usema.inference.normalization import normalize
+from napari_usema.inference.rescale import resize_image, resize_labels
+from napari_usema.io.images import find_pairs, read_image
+from napari_usema.io.metadata import NormalizationRecipe
 
 
 @dataclass
@@ -212,3 +213,18 @@ def _augment(
     if aug.noise:
         image = image + rng.normal(0, aug.noise * rng.random(), image.shape).astype(np.float32)
     return (np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(target), np.ascontiguousarray(weight))
+
+
+def instance_targets(labels: np.ndarray) -> np.ndarray:
+    """3-class training targets from instance labels, as in the NeurIPS 2022 baselines.
+
+    Boundary = the inner boundary of each instance; interior = the rest of the instance.
+
+    Returns:
+        ``(H, W)`` uint8: 0 background, 1 interior, 2 boundary.
+    """
+    boundary = segmentation.find_boundaries(labels, mode="inner")
+    target = np.zeros(labels.shape, dtype=np.uint8)
+    target[labels > 0] = 1
+    target[boundary & (labels > 0)] = 2
+    return target

@@ -26,15 +26,18 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
-from ..checkpoint import CheckpointMetadata, save_checkpoint
-from ..inference import predict_probabilities
-from ..metrics import instance_f1, semantic_scores
-from ..model import USEMA, build_model
-from ..postprocess import WatershedConfig, classes_from_probabilities, instances_from_probabilities
-from ..tiling import TilingConfig
-from .data import AugmentConfig, PatchSampler, Sample
-from .distributed import World, agree_on_max, barrier, rank_device
-from .losses import deep_supervision_loss
+from napari_usema.analysis.metrics import instance_f1, semantic_scores
+from napari_usema.inference.devices import autocast
+from napari_usema.inference.predictor import predict_probabilities
+from napari_usema.inference.tiling import TilingConfig
+from napari_usema.io.checkpoint import save_checkpoint
+from napari_usema.io.metadata import CheckpointMetadata
+from napari_usema.model import USEMA, build_model
+from napari_usema.postprocess.config import WatershedConfig
+from napari_usema.postprocess.watershed import classes_from_probabilities, instances_from_probabilities
+from napari_usema.training.data import AugmentConfig, PatchSampler, Sample
+from napari_usema.training.distributed import World, agree_on_max, barrier, rank_device
+from napari_usema.training.losses import deep_supervision_loss
 
 # Batches drawn ahead on an accelerator, each on its own thread.
 _PREFETCH_THREADS = 4
@@ -176,7 +179,6 @@ def train(
         """The images and the random stream of one step (per step: resumed runs repeat)."""
         return order.take(config.batch, step), np.random.default_rng([config.seed, world.rank, step])
 
-    use_amp = device.type == "cuda"
     began = time.perf_counter() - spent
     # On a CPU the drawing would only compete with the network for the same cores (measured: 18%
     # slower), so it stays inline there.
@@ -191,7 +193,7 @@ def train(
                 seconds = agree_on_max(seconds, world)
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * schedule_factor(config, step, seconds)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            with autocast(device):
                 outputs = net(images, deep_supervision=metadata.config.deep_supervision)
             outputs = outputs if isinstance(outputs, list) else [outputs]
             loss = deep_supervision_loss(outputs, targets, weights)

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from .attention_maps import StageAttention, stack_maps
-from .dispersion import HIST_EDGES, ExperimentStep
+from napari_usema.analysis.attention_maps import StageAttention, stack_maps
+from napari_usema.analysis.dispersion import HIST_EDGES, ExperimentStep
 
 STATS = (
     ("normalized_entropy", "entropy / log N"),

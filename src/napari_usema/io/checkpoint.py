@@ -3,169 +3,47 @@
 Loading never unpickles code. The network is rebuilt from the config stored in the file and the
 weights are loaded strictly. Plain PyTorch state dicts (``.pt``/``.pth``) are accepted through
 ``torch.load(weights_only=True)`` together with an explicit config. All handling of older formats
-lives in :func:`migrate_metadata`.
+lives in :func:`napari_usema.io.metadata.migrate_metadata`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import struct
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .model import USEMA, USEMAConfig, build_model
-from .normalization import NormalizationRecipe
-from .postprocess import WatershedConfig
-from .rescale import check_scale
-from .tiling import check_scales
-
-# 2: adds input_scale (version 1 files are read as input_scale 1).
-FORMAT_VERSION = 2
-METADATA_KEY = "napari_usema"
-Task = Literal["instance", "semantic"]
-INSTANCE_CLASSES = ("background", "interior", "boundary")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint could not be read; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class CheckpointMetadata:
-    """Everything needed to rebuild and use a model, stored beside its weights.
-
-    Attributes:
-        config: The network's hyper-parameters.
-        task: ``instance`` (3 classes, watershed post-process) or ``semantic`` (argmax).
-        class_names: One name per output channel.
-        normalization: How raw intensities are mapped to inputs.
-        provenance: Where the weights came from: data, steps, metrics, parent checkpoint.
-        input_scale: Images are resized by this factor before the network and its outputs resized
-            back (0.5: the model works at half resolution).
-        postprocess: The instance post-process this model was tuned with (fields of
-            :class:`WatershedConfig`, e.g. ``{"interior_threshold": 0.9}``); empty: the defaults. An
-            optional field, so files written before it existed and readers that predate it both work.
-        test_scales: The multi-scale test-time augmentation this model was tuned with (factors on
-            ``input_scale``, :attr:`TilingConfig.scales`); ``(1.0,)``: one pass. Optional, like
-            ``postprocess``.
-    """
-
-    config: USEMAConfig
-    task: Task = "instance"
-    class_names: tuple[str, ...] = INSTANCE_CLASSES
-    normalization: NormalizationRecipe = field(default_factory=NormalizationRecipe)
-    provenance: dict[str, Any] = field(default_factory=dict)
-    input_scale: float = 1.0
-    postprocess: dict[str, Any] = field(default_factory=dict)
-    test_scales: tuple[float, ...] = (1.0,)
-
-    def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "input_scale", check_scale(self.input_scale))
-        except ValueError as err:
-            raise CheckpointError(str(err)) from None
-        if self.task not in ("instance", "semantic"):
-            raise CheckpointError(f"task must be 'instance' or 'semantic', got {self.task!r}")
-        object.__setattr__(self, "class_names", tuple(self.class_names))
-        if len(self.class_names) != self.config.out_channels:
-            raise CheckpointError(f"{len(self.class_names)} class names for a model with {self.config.out_channels} outputs")
-        if self.task == "instance" and self.config.out_channels != 3:
-            raise CheckpointError("instance models predict 3 classes (background, interior, boundary)")
-        try:
-            object.__setattr__(self, "test_scales", check_scales(self.test_scales))
-        except ValueError as err:
-            raise CheckpointError(f"test_scales: {err}") from None
-        known = {f.name for f in dataclasses.fields(WatershedConfig)}
-        unknown = sorted(set(self.postprocess) - known)
-        if unknown:
-            raise CheckpointError(f"unknown post-process setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
-
-    def watershed(self) -> WatershedConfig:
-        """The post-process to start from: the defaults with this model's tuned values applied."""
-        return WatershedConfig().replace(**self.postprocess)
-
-    @property
-    def input_channels(self) -> int:
-        return self.config.in_channels
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format_version": FORMAT_VERSION,
-            "config": self.config.to_dict(),
-            "task": self.task,
-            "class_names": list(self.class_names),
-            "input_channels": self.input_channels,
-            "normalization": self.normalization.to_dict(),
-            "provenance": self.provenance,
-            "input_scale": self.input_scale,
-            "postprocess": self.postprocess,
-            "test_scales": list(self.test_scales),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CheckpointMetadata:
-        data = migrate_metadata(data)
-        try:
-            config = USEMAConfig.from_dict(data["config"])
-            meta = cls(
-                config=config,
-                task=data["task"],
-                class_names=tuple(data["class_names"]),
-                normalization=NormalizationRecipe.from_dict(data["normalization"]),
-                provenance=dict(data.get("provenance", {})),
-                input_scale=data["input_scale"],
-                postprocess=dict(data.get("postprocess", {})),
-                test_scales=tuple(data.get("test_scales", (1.0,))),
-            )
-        except KeyError as err:
-            raise CheckpointError(f"checkpoint metadata lacks the field {err.args[0]!r}") from None
-        except (TypeError, ValueError) as err:
-            raise CheckpointError(f"checkpoint metadata is invalid: {err}") from None
-        if data["input_channels"] != config.in_channels:
-            raise CheckpointError(
-                f"metadata says {data['input_channels']} input channels but the config has {config.in_channels}"
-            )
-        return meta
-
-    def with_provenance(self, **changes: Any) -> CheckpointMetadata:
-        return dataclasses.replace(self, provenance={**self.provenance, **changes})
-
-
-def migrate_metadata(data: dict[str, Any]) -> dict[str, Any]:
-    """Bring metadata of any known format version up to :data:`FORMAT_VERSION`.
-
-    The one place that knows about old formats. Version 1 is the first; a newer version than this
-    code knows is refused rather than guessed at.
-    """
-    version = data.get("format_version")
-    if not isinstance(version, int):
-        raise CheckpointError("checkpoint metadata has no integer 'format_version'")
-    if version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"checkpoint format {version} is newer than this napari-usema understands ({FORMAT_VERSION}); upgrade napari-usema"
-        )
-    if version < 1:
-        raise CheckpointError(f"unknown checkpoint format version {version}")
-    data = dict(data)
-    if version == 1:
-        data["input_scale"] = 1.0  # version 1 models all ran at the image's own resolution
-        data["format_version"] = 2
-    return data
+from napari_usema.io.metadata import METADATA_KEY, CheckpointError, CheckpointMetadata
+from napari_usema.model import USEMA, build_model, on_device
 
 
 @dataclass
 class LoadedModel:
-    """A network in eval mode, with the metadata it was saved with."""
+    """A network in eval mode, with the metadata it was saved with.
+
+    Shared by every caller (napari's Segment, Attention and Fine-tune tabs run in worker threads), so
+    nothing changes it: calls pass their instrumentation in (``AttentionTap``), fine-tuning trains a
+    copy, and a call on another device gets a copy there (:meth:`on`).
+    """
 
     model: USEMA
     metadata: CheckpointMetadata
     path: Path | None = None
+    _copies: dict[torch.device, USEMA] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+
+    def on(self, device: torch.device) -> USEMA:
+        """The network on ``device``: :attr:`model` where it lives there, else a copy made once."""
+        with self._lock:
+            if device not in self._copies:
+                self._copies[device] = on_device(self.model, device)
+            return self._copies[device]
 
 
 def save_checkpoint(path: str | Path, model: USEMA, metadata: CheckpointMetadata, *, half: bool = False) -> Path:

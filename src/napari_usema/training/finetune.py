@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import LoadedModel
-from .training.data import AugmentConfig, Sample, make_sample
-from .training.trainer import TrainingConfig, TrainingProgress, train
+from napari_usema.io.checkpoint import LoadedModel
+from napari_usema.training.data import AugmentConfig, Sample, make_sample
+from napari_usema.training.trainer import TrainingConfig, TrainingProgress, train
 
 # Chosen with benchmarks/finetune_transfer.py and benchmarks/finetune_speed.py (see README): every
 # stage trains (colour and contrast must adapt when the user's images differ from the training data);

@@ -1,34 +1,29 @@
 """Where each attention head looks: the softmax rows of one query pixel, mapped back to the image.
 
-Capture runs the network through the explicit attention path (scores materialised) only while a
-:func:`capturing` block is active; the fused path stays the default everywhere else.
+Capture runs one forward call with an :class:`~napari_usema.model.AttentionTap`: that call's encoder
+stages compute their scores explicitly and hand them over. The network is not changed, so a
+segmentation running on it at the same time is unaffected.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .model import USEMA, AttentionWeights
-from .rescale import resize_image
+from napari_usema.inference.rescale import resize_image
+from napari_usema.model import USEMA, AttentionTap, AttentionWeights
 
 
-@contextmanager
-def capturing(model: USEMA) -> Iterator[list[list[AttentionWeights]]]:
-    """Within the block, every SEMA block appends its :class:`AttentionWeights` to its own list."""
-    blocks = [stage.sema for stage in model.encoder]
-    sinks: list[list[AttentionWeights]] = [[] for _ in blocks]
-    for block, sink in zip(blocks, sinks, strict=True):
-        block.weights_sink = sink
-    try:
-        yield sinks
-    finally:
-        for block in blocks:
-            block.weights_sink = None
+def capture_weights(model: USEMA, image_chw: np.ndarray) -> list[AttentionWeights]:
+    """Run ``image_chw`` ``(C, H, W)`` once; the :class:`AttentionWeights` of every encoder stage, top first."""
+    weights: dict[int, AttentionWeights] = {}
+    device = next(model.parameters()).device
+    tap = AttentionTap(on_weights=weights.__setitem__)
+    with torch.inference_mode():
+        model(torch.from_numpy(np.ascontiguousarray(image_chw, np.float32))[None].to(device), tap=tap)
+    return [weights[s] for s in sorted(weights)]
 
 
 @dataclass(frozen=True)
@@ -80,7 +75,7 @@ def query_attention(model: USEMA, image_chw: np.ndarray, point: tuple[int, int])
     """Attention of every stage and head for the query pixel ``point = (y, x)``.
 
     Args:
-        model: A USEMA network (eval mode is set here).
+        model: A USEMA network; it is only read.
         image_chw: ``(C, H, W)`` normalised image (run whole; crop large images first).
         point: Query pixel, inside the image.
     """
@@ -88,14 +83,10 @@ def query_attention(model: USEMA, image_chw: np.ndarray, point: tuple[int, int])
     y, x = point
     if not (0 <= y < h and 0 <= x < w):
         raise ValueError(f"the point {point} lies outside the {h}x{w} image")
-    model.eval()
-    device = next(model.parameters()).device
-    with torch.inference_mode(), capturing(model) as sinks:
-        model(torch.from_numpy(np.ascontiguousarray(image_chw, np.float32))[None].to(device))
+    captured = capture_weights(model, image_chw)
     stages = []
-    last = len(sinks) - 1
-    for s, sink in enumerate(sinks):
-        weights = sink[0]
+    last = len(captured) - 1
+    for s, weights in enumerate(captured):
         full = s == last
         grid = _row_on_grid(weights, (y >> s, x >> s), full)  # (heads, vh, vw)
         pixels = np.repeat(np.repeat(grid, 2**s, axis=1), 2**s, axis=2)[:, :h, :w]

@@ -6,45 +6,15 @@ then applied tile by tile.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-Method = Literal["percentile", "zscore", "none"]
+from napari_usema.io.metadata import NormalizationRecipe
 
 # Past this many pixels per channel the statistics come from a strided subsample.
 _MAX_STAT_PIXELS = 4_000_000
-
-
-@dataclass(frozen=True)
-class NormalizationRecipe:
-    """How raw intensities become network inputs.
-
-    Attributes:
-        method: ``percentile`` maps the ``low``/``high`` percentiles of each channel to 0/1;
-            ``zscore`` subtracts the mean and divides by the standard deviation; ``none`` casts.
-        low: Lower percentile (percentile method).
-        high: Upper percentile (percentile method).
-    """
-
-    method: Method = "percentile"
-    low: float = 1.0
-    high: float = 99.8
-
-    def __post_init__(self) -> None:
-        if self.method not in ("percentile", "zscore", "none"):
-            raise ValueError(f"unknown normalisation method {self.method!r}; use percentile, zscore or none")
-        if self.method == "percentile" and not 0 <= self.low < self.high <= 100:
-            raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {self.low}, {self.high}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> NormalizationRecipe:
-        return cls(**data)
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,12 @@ first is flush with the top/left edge and the last with the bottom/right edge.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+
+from napari_usema.io.metadata import check_scales
 
 
 @dataclass(frozen=True)
@@ -51,17 +52,6 @@ class TilingConfig:
             raise ValueError(f"batch must be >= 1, got {self.batch}")
         if self.scales is not None:
             object.__setattr__(self, "scales", check_scales(self.scales))
-
-
-def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
-    """Usable multi-scale factors: one or more finite numbers in (0, 4], as a tuple of floats."""
-    try:
-        factors = tuple(scales)
-    except TypeError:
-        factors = ()
-    if not factors or not all(isinstance(f, int | float) and math.isfinite(f) and 0 < f <= 4 for f in factors):
-        raise ValueError(f"scales must be one or more numbers in (0, 4], got {scales!r}")
-    return tuple(float(f) for f in factors)
 
 
 class TileSizeError(ValueError):

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .model import USEMA
+from napari_usema.model import USEMA, AttentionTap
 
 HIST_EDGES = np.linspace(0.0, 5.0, 51)  # N x score; the last bin also takes everything above 5
 
@@ -98,29 +97,18 @@ class _Probe:
                     self.stats[h].add(probs[:, h].reshape(-1, t), valid, self.eps)
 
 
-@contextmanager
-def probing(model: USEMA, eps: float, full: bool) -> Iterator[list[_Probe]]:
-    """Attach a probe to every encoder attention; with ``full`` the window stages run full attention."""
-    attns = [stage.sema.attn for stage in model.encoder]
-    modes = [a.mode for a in attns]
-    probes = [_Probe(a.num_heads, eps) for a in attns]
-    for a, p in zip(attns, probes, strict=True):
-        a.probe = p
-        if full:
-            a.mode = "full"
-    try:
-        yield probes
-    finally:
-        for a, mode in zip(attns, modes, strict=True):
-            a.probe, a.mode = None, mode
-
-
 def measure(model: USEMA, image_chw: np.ndarray, *, full: bool, eps: float = 0.5) -> list[dict[str, object]]:
-    """Per-stage, per-head statistics of all queries of ``image_chw`` ``(C, H, W)``."""
-    model.eval()
+    """Per-stage, per-head statistics of all queries of ``image_chw`` ``(C, H, W)``; with ``full`` every
+    stage attends over the whole crop (for this call only)."""
+    probes = [_Probe(stage.sema.attn.num_heads, eps) for stage in model.encoder]
+
+    def on_scores(stage: int, q: Tensor, k: Tensor, mask: Tensor | None) -> None:
+        probes[stage](q, k, mask)
+
     device = next(model.parameters()).device
-    with torch.inference_mode(), probing(model, eps, full) as probes:
-        model(torch.from_numpy(np.ascontiguousarray(image_chw, np.float32))[None].to(device))
+    tap = AttentionTap(on_scores=on_scores, full=full)  # this call only: the network is not changed
+    with torch.inference_mode():
+        model(torch.from_numpy(np.ascontiguousarray(image_chw, np.float32))[None].to(device), tap=tap)
     h, w = image_chw.shape[1:]
     out = []
     for s, probe in enumerate(probes):

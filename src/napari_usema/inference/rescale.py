@@ -7,8 +7,6 @@ compute. Training, fine-tuning and inference all resize through these functions,
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -50,10 +48,3 @@ def resize_probabilities(probs: np.ndarray, shape: tuple[int, int]) -> np.ndarra
         return probs
     t = torch.from_numpy(np.ascontiguousarray(probs, dtype=np.float32))[None]
     return F.interpolate(t, size=tuple(shape), mode="bilinear", align_corners=False)[0].numpy()
-
-
-def check_scale(scale: float) -> float:
-    """A usable ``input_scale``: finite, in (0, 4]."""
-    if not (isinstance(scale, int | float) and math.isfinite(scale) and 0 < scale <= 4):
-        raise ValueError(f"input_scale must be a number in (0, 4], got {scale!r}")
-    return float(scale)

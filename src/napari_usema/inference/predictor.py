@@ -13,35 +13,12 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from .channels import ChannelPlan, plan_channels
-from .normalization import IntensityStats, NormalizationRecipe, measure
-from .tiling import TilingConfig, effective_tile, gaussian_weight, tile_grid
-
-
-def select_device(name: str = "auto") -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu; any other name is checked and returned."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for, but this PyTorch sees no CUDA GPU; use --device cpu or auto")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError("device 'mps' was asked for, but MPS is not available here; use --device cpu or auto")
-    return device
-
-
-def available_devices() -> list[str]:
-    """Device names that work on this machine, ``auto`` first."""
-    names = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        names.append("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        names.append("mps")
-    return names
+from napari_usema.inference.channels import ChannelPlan, plan_channels
+from napari_usema.inference.devices import OutOfMemoryError, autocast, select_device
+from napari_usema.inference.normalization import IntensityStats, measure
+from napari_usema.inference.tiling import TilingConfig, effective_tile, gaussian_weight, tile_grid
+from napari_usema.io.metadata import NormalizationRecipe
+from napari_usema.model import on_device
 
 
 @dataclass(frozen=True)
@@ -106,10 +83,13 @@ class BandSink(Protocol):
 
 
 class _Runner:
-    """Runs batches of tiles through the model, with TTA and out-of-memory recovery."""
+    """Runs batches of tiles through the model, with TTA and out-of-memory recovery.
+
+    The model is only read: where it is not on ``device`` a copy is, so callers sharing it are unaffected.
+    """
 
     def __init__(self, model: torch.nn.Module, device: torch.device, tta: bool, batch: int) -> None:
-        self.model, self.device, self.tta, self.batch = model.to(device).eval(), device, tta, batch
+        self.model, self.device, self.tta, self.batch = on_device(model, device), device, tta, batch
         self.notes: list[str] = []
 
     def __call__(self, tiles: np.ndarray) -> np.ndarray:
@@ -117,14 +97,14 @@ class _Runner:
         while True:
             try:
                 return np.concatenate([self._forward(tiles[i : i + self.batch]) for i in range(0, len(tiles), self.batch)])
-            except torch.OutOfMemoryError:
+            except OutOfMemoryError:
                 torch.cuda.empty_cache()
                 if self.batch > 1:
                     self.batch //= 2
                     self.notes.append(f"GPU out of memory: retrying with batch {self.batch}")
                 elif self.device.type != "cpu":
                     self.device = torch.device("cpu")
-                    self.model = self.model.to(self.device)
+                    self.model = on_device(self.model, self.device)
                     self.notes.append("GPU out of memory even at batch 1: continuing on the CPU")
                 else:
                     raise
@@ -136,19 +116,12 @@ class _Runner:
         total = None
         for dims in flips:
             xi = x.flip(dims) if dims else x
-            with _autocast(self.device):
+            with autocast(self.device):
                 logits = self.model(xi)
             probs = logits.float().softmax(dim=1)
             probs = probs.flip(dims) if dims else probs
             total = probs if total is None else total + probs
         return (total / len(flips)).cpu().numpy()
-
-
-def _autocast(device: torch.device) -> Any:
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast(device.type, enabled=False)
 
 
 def predict_tiles(

@@ -1,0 +1,1 @@
+"""Looking at results and at the network: metrics, attention maps, attention dispersion."""

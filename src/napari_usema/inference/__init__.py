@@ -1,0 +1,1 @@
+"""From an image to class probabilities and labels: channels, normalisation, resizing, tiles, devices."""

@@ -1,0 +1,50 @@
+"""Which device runs the network, and the reduced precision that pays on it.
+
+Training and inference both call :func:`autocast`, so a model is trained and run at the same precision.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+# torch.OutOfMemoryError is new in torch 2.5; older releases (we support >= 2.2) raise the CUDA class,
+# which 2.5 made an alias of it.
+OutOfMemoryError: type[Exception] = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; any other name is checked and returned."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for, but this PyTorch sees no CUDA GPU; use --device cpu or auto")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device 'mps' was asked for, but MPS is not available here; use --device cpu or auto")
+    return device
+
+
+def available_devices() -> list[str]:
+    """Device names that work on this machine, ``auto`` first."""
+    names = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        names.append("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        names.append("mps")
+    return names
+
+
+def autocast(device: torch.device) -> Any:
+    """bf16 autocast on CUDA GPUs that support it; full precision everywhere else.
+
+    Training and inference share this, so a model runs at the precision it was trained at. fp16 is never
+    used: without a gradient scaler its small gradients underflow, so GPUs without bf16 run in fp32.
+    """
+    enabled = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)

@@ -1,0 +1,259 @@
+"""From an image (2-D, RGB, multichannel, or a Z/T stack) to labels, plane by plane.
+
+``segment`` is a generator: it yields :class:`InferenceProgress` per batch of tiles and returns a
+:class:`SegmentationResult`. Planes up to :data:`LARGE_PLANE_PIXELS` get their probabilities in memory;
+larger ones stream them: class ids straight into the output, or uint8 instance probabilities into
+chunked files on disk that the post-process reads band by band, so a slide larger than RAM works.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from napari_usema.inference.channels import ChannelError
+from napari_usema.inference.devices import select_device
+from napari_usema.inference.predictor import ArraySink, ClassSink, ImageSource, InferenceProgress, predict_tiles
+from napari_usema.inference.rescale import resize_image, resize_probabilities, scaled_shape
+from napari_usema.inference.tiling import TilingConfig, batch_count
+from napari_usema.io.checkpoint import LoadedModel
+from napari_usema.io.metadata import CheckpointMetadata
+from napari_usema.postprocess.config import WatershedConfig
+from napari_usema.postprocess.watershed import classes_from_probabilities, instances, quantise
+
+# Planes with more pixels than this are post-processed band by band from files on disk.
+LARGE_PLANE_PIXELS = 8192 * 8192
+Progress = Generator[InferenceProgress, None, None]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How an array's axes map to (plane, Y, X, channel)."""
+
+    stacked: bool  # a leading Z or T axis
+    channels: bool  # a trailing channel axis
+
+
+def infer_layout(shape: tuple[int, ...], model_channels: int, channel: int | None) -> Layout:
+    """Read the axes: ``(Y, X)``, ``(Y, X, C)`` with C <= 4, ``(Z, Y, X)``, or ``(Z, Y, X, C)``.
+
+    Raises:
+        ChannelError: for 1-D or 5-D arrays, and 4-D arrays whose channels don't fit the model and
+            no channel was chosen.
+    """
+    nd = len(shape)
+    if nd == 2:
+        return Layout(False, False)
+    if nd == 3:
+        return Layout(False, True) if shape[-1] <= 4 else Layout(True, False)
+    if nd == 4:
+        if channel is None and shape[-1] != model_channels:
+            raise ChannelError(
+                f"the image is 4-D {tuple(shape)} (read as Z, Y, X, C with {shape[-1]} channels) and the model takes "
+                f"{model_channels}: choose a channel with --channel (the Channel box in napari)"
+            )
+        return Layout(True, True)
+    raise ChannelError(f"expected a 2-D image, an RGB image or a stack of them; got {nd} dimensions {tuple(shape)}")
+
+
+@dataclass
+class SegmentationResult:
+    """Labels (``(H, W)`` or ``(Z, H, W)``), and probabilities ``([Z,] K, H, W)`` if kept."""
+
+    labels: Any
+    probabilities: np.ndarray | None
+    task: str
+    class_names: tuple[str, ...]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PlanePlan:
+    """How every plane of one image is segmented, decided (and checked) before any work starts.
+
+    Attributes:
+        layout: The image's axes.
+        planes: Planes in the stack (1 for a 2-D image).
+        shape: ``(H, W)`` of each plane.
+        scales: Each pass's resize factor (the model's input scale times the multi-scale factors).
+    """
+
+    layout: Layout
+    planes: int
+    shape: tuple[int, int]
+    scales: tuple[float, ...]
+
+    @property
+    def large(self) -> bool:
+        return self.shape[0] * self.shape[1] > LARGE_PLANE_PIXELS
+
+    @property
+    def rescaled(self) -> bool:
+        return self.scales != (1.0,)
+
+
+def plan_planes(meta: CheckpointMetadata, shape: tuple[int, ...], tiling: TilingConfig, channel: int | None) -> PlanePlan:
+    """Read the layout and the passes of an image of ``shape``; refuse what cannot be done."""
+    layout = infer_layout(shape, meta.input_channels, channel)
+    h, w = shape[1:3] if layout.stacked else shape[:2]
+    factors = meta.test_scales if tiling.scales is None else tiling.scales
+    plan = PlanePlan(layout, shape[0] if layout.stacked else 1, (h, w), tuple(meta.input_scale * f for f in factors))
+    if plan.large and plan.rescaled:
+        why = f"this model resizes images by {meta.input_scale:g}" if meta.input_scale != 1 else "multi-scale TTA resizes images"
+        raise ValueError(
+            f"{why}, which napari-usema does only for planes up to {LARGE_PLANE_PIXELS:,} pixels; "
+            f"this one has {h * w:,}: crop it or resize it yourself"
+        )
+    if max(plan.scales) > 4:
+        raise ValueError(
+            f"multi-scale factor {max(factors):g} on this model's scale {meta.input_scale:g} "
+            f"would resize by {max(plan.scales):g}; at most 4"
+        )
+    return plan
+
+
+def segment(
+    loaded: LoadedModel,
+    image: Any,
+    tiling: TilingConfig = TilingConfig(),
+    watershed: WatershedConfig | None = None,
+    *,
+    channel: int | None = None,
+    keep_probabilities: bool = False,
+    labels_out: Any | None = None,
+) -> Generator[InferenceProgress, None, SegmentationResult]:
+    """Segment every plane of ``image``; yields progress per batch, returns the result.
+
+    Args:
+        loaded: The model and its metadata (only read: other threads may use it at the same time).
+        image: Any array with the layouts of :func:`infer_layout` (numpy, memmap, zarr, dask).
+        tiling: Tile, overlap, batch, mirror and multi-scale TTA (``scales`` None: the model's own
+            ``test_scales``), and device.
+        watershed: Instance post-processing (ignored for semantic models); None: the model's own
+            tuned settings (``metadata.watershed()``).
+        channel: Source channel for multichannel images.
+        keep_probabilities: Also return ``([Z,] K, H, W)`` float32 probabilities (in memory).
+        labels_out: Where to write labels (e.g. a memory-mapped TIFF); default a new numpy array.
+    """
+    meta = loaded.metadata
+    watershed = meta.watershed() if watershed is None else watershed
+    plan = plan_planes(meta, tuple(image.shape), tiling, channel)
+    stacked = plan.layout.stacked
+    own_output = labels_out is None
+    if own_output:
+        dtype = np.uint8 if meta.task == "semantic" else np.uint32
+        labels_out = np.zeros((plan.planes, *plan.shape) if stacked else plan.shape, dtype)
+    probabilities = np.zeros((plan.planes, meta.config.out_channels, *plan.shape), np.float32) if keep_probabilities else None
+    network = loaded.on(select_device(tiling.device))
+    notes: list[str] = []
+    for z in range(plan.planes):
+        job = _PlaneJob(network, meta, tiling, watershed, channel, plan)
+        gen = job.run(image[z] if stacked else image, labels_out[z] if stacked else labels_out, probabilities, z)
+        for progress in gen:
+            if progress.message:
+                notes.append(progress.message)
+            yield InferenceProgress(progress.done, progress.total, z, plan.planes, progress.message)
+    if own_output and meta.task == "instance" and labels_out.max() <= np.iinfo(np.uint16).max:
+        labels_out = labels_out.astype(np.uint16)  # uint16 unless there are more than 65,535 objects
+    probs = probabilities if (probabilities is None or stacked) else probabilities[0]
+    return SegmentationResult(labels_out, probs, meta.task, meta.class_names, notes)
+
+
+@dataclass(frozen=True)
+class _PlaneJob:
+    """The network passes and the post-process of one plane."""
+
+    network: nn.Module
+    meta: CheckpointMetadata
+    tiling: TilingConfig
+    watershed: WatershedConfig
+    channel: int | None
+    plan: PlanePlan
+
+    def run(self, plane: Any, labels_out: Any, probabilities: np.ndarray | None, z: int) -> Progress:
+        """Write the labels of ``plane`` into ``labels_out`` (and its probabilities into ``probabilities[z]``)."""
+        keep = probabilities is not None
+        if self.plan.rescaled or (not self.plan.large and (keep or self.meta.task == "instance")):
+            probs = yield from self._probabilities(plane)  # (K, H, W)
+            if keep:
+                probabilities[z] = probs
+            self._labels_from(probs, labels_out)
+        elif self.meta.task == "semantic":  # class ids streamed straight into the output
+            yield from predict_tiles(self.network, self._source(plane), ClassSink(labels_out), self.tiling)
+        else:
+            yield from self._instances_on_disk(plane, labels_out)
+
+    def _source(self, plane: Any) -> ImageSource:
+        return ImageSource.prepare(plane, self.meta.input_channels, self.meta.normalization, self.channel)
+
+    def _probabilities(self, plane: Any) -> Generator[InferenceProgress, None, np.ndarray]:
+        """``(K, H, W)`` probabilities of the plane, averaged over each pass's resize factor."""
+        shape = self.plan.shape
+        sizes = [scaled_shape(shape, s) for s in self.plan.scales]
+        totals = [batch_count(size, self.tiling) for size in sizes]
+        probs: np.ndarray | None = None  # the first pass, then the sum of all passes
+        for i, scale in enumerate(self.plan.scales):
+            source = self._source(plane if scale == 1 else resize_image(np.asarray(plane), scale))
+            sink = ArraySink(self.meta.config.out_channels, source.shape)
+            for p in predict_tiles(self.network, source, sink, self.tiling):
+                # One progress count across all passes, so a bar fills once.
+                yield InferenceProgress(sum(totals[:i]) + p.done, sum(totals), message=p.message)
+            resized = resize_probabilities(sink.out, shape)
+            # Summing into the first pass keeps one full-size array, as a single pass needs anyway.
+            probs = resized if probs is None else np.add(probs, resized, out=probs)
+        assert probs is not None
+        if len(self.plan.scales) > 1:
+            probs /= len(self.plan.scales)
+        return probs
+
+    def _labels_from(self, probs: np.ndarray, labels_out: Any) -> None:
+        if self.meta.task == "semantic":
+            labels_out[:] = classes_from_probabilities(probs)
+        else:
+            instances(quantise(probs[1]), quantise(probs[1] + probs[2]), labels_out, self.watershed)
+
+    def _instances_on_disk(self, plane: Any, labels_out: Any) -> Progress:
+        """Stream uint8 interior and foreground probabilities to disk, then label them band by band."""
+        source = self._source(plane)
+        with tempfile.TemporaryDirectory(prefix="usema-") as tmp:
+            interior = disk_array(Path(tmp) / "interior.zarr", source.shape, np.uint8)
+            foreground = disk_array(Path(tmp) / "foreground.zarr", source.shape, np.uint8)
+            yield from predict_tiles(self.network, source, _InstanceSink(interior, foreground), self.tiling)
+            instances(interior, foreground, labels_out, self.watershed)
+
+
+class _InstanceSink:
+    """Keeps interior and foreground probability as uint8 (0..255), the post-process's precision."""
+
+    def __init__(self, interior: Any, foreground: Any) -> None:
+        self.interior, self.foreground = interior, foreground
+
+    def write(self, y0: int, probs: np.ndarray) -> None:
+        rows = slice(y0, y0 + probs.shape[1])
+        self.interior[rows] = quantise(probs[1])
+        self.foreground[rows] = quantise(probs[1] + probs[2])
+
+
+def disk_array(path: Path, shape: tuple[int, int], dtype: Any, rows: int = 512) -> Any:
+    """A chunked array on disk (zarr) that reads and writes through files, not memory maps, so
+    only the rows in use count towards resident memory."""
+    import zarr
+
+    return zarr.open_array(str(path), mode="w", shape=shape, chunks=(rows, shape[1]), dtype=dtype)
+
+
+def drive(gen: Generator[InferenceProgress, None, Any], on_progress: Callable[[InferenceProgress], None] | None = None) -> Any:
+    """Run a progress generator to the end and return its result."""
+    while True:
+        try:
+            progress = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if on_progress is not None:
+            on_progress(progress)

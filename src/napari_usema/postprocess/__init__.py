@@ -1,0 +1,1 @@
+"""From class probabilities to labels: the seeded watershed, in memory or band by band."""
