@@ -105,6 +105,15 @@ def test_evaluate_writes_the_documented_json(tmp_path: Path, capsys) -> None:
     assert report["per_image"]["a"]["f1"] == pytest.approx(2 / 3)
     assert set(report["mean"]) == {"f1", "precision", "recall"}
     assert "missing prediction: b" in capsys.readouterr().err
+    # The challenge's border rule, reported beside the plain figures: a cell reaching the edge is dropped.
+    t[0:3, 14:18], p[0:3, 14:18] = 3, 0  # truth 3 touches the top edge and is missed
+    tifffile.imwrite(truth / "a.tif", t)
+    tifffile.imwrite(pred / "a.tif", p)
+    assert run_cli("evaluate", "--pred", pred, "--truth", truth, "--exclude-border", "--json", tmp_path / "b.json") == 0
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert report["per_image"]["a"]["false_negatives"] == 2
+    assert report["excluding_border"]["per_image"]["a"]["false_negatives"] == 1
+    assert "without 2-px border objects" in capsys.readouterr().out
 
 
 def test_evaluate_semantic(tmp_path: Path) -> None:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_usema.analysis.metrics import dice, instance_f1, iou_matrix, normalized_surface_distance, semantic_scores
+from napari_usema.analysis.metrics import (
+    dice,
+    instance_f1,
+    iou_matrix,
+    matched_pairs,
+    normalized_surface_distance,
+    semantic_scores,
+    without_border_objects,
+)
 
 
 def test_iou_matrix_by_hand() -> None:
@@ -82,3 +90,46 @@ def test_semantic_scores_per_class_and_mean() -> None:
     assert scores["dsc"]["2"] == pytest.approx(2 / 3)
     assert scores["dsc"]["mean"] == pytest.approx(2 / 3)
     assert set(scores["nsd"]) == {"1", "2", "mean"}
+
+
+def test_matching_maximises_the_pairs_above_the_threshold_first() -> None:
+    """The issue's counterexample: maximising total IoU pairs (0, 1) and (1, 0) (0.64) and finds no
+    match above 0.5; the challenge's rule matches (0, 0) at 0.515."""
+    iou = np.array([[0.515, 0.32], [0.32, 0.0]])
+    assert matched_pairs(iou, 0.5) == 1
+    from scipy.optimize import linear_sum_assignment
+
+    rows, cols = linear_sum_assignment(-iou)  # what the old metric did
+    assert (iou[rows, cols] >= 0.5).sum() == 0
+    # Among equally many pairs, the higher total IoU wins.
+    assert matched_pairs(np.array([[0.9, 0.6], [0.6, 0.55]]), 0.5) == 2
+
+
+def test_border_objects_are_dropped_from_both_sides() -> None:
+    labels = np.zeros((20, 20), np.uint16)
+    labels[0:4, 5:9] = 1  # touches the edge
+    labels[1:6, 12:16] = 2  # reaches row 1: within the 2-pixel rim
+    labels[2:6, 2:5] = 4  # starts at row and column 2: just inside, kept
+    labels[8:12, 8:12] = 3  # inside
+    np.testing.assert_array_equal(np.unique(without_border_objects(labels)), [0, 3, 4])
+    pred = labels.copy()
+    pred[pred == 1] = 0  # a border cell missed: forgiven once border objects are excluded
+    assert instance_f1(labels, pred).f1 < 1.0
+    assert instance_f1(without_border_objects(labels), without_border_objects(pred)).f1 == 1.0
+
+
+def test_semantic_dsc_averages_the_classes_present_only() -> None:
+    """7 classes, one present: its DSC, not a mean inflated by 6 absent classes scoring 1."""
+    truth = np.zeros((10, 10), np.uint8)
+    truth[:5] = 3
+    pred = np.zeros((10, 10), np.uint8)
+    pred[:5, :2] = 3
+    scores = semantic_scores(truth, pred, list(range(1, 8)))
+    assert set(scores["dsc"]) == {"3", "mean"}
+    assert scores["dsc"]["mean"] == pytest.approx(dice(truth == 3, pred == 3)) == pytest.approx(2 * 10 / 60)
+    # A class predicted but absent from the truth counts, as a miss.
+    pred[9, 9] = 5
+    assert semantic_scores(truth, pred, list(range(1, 8)))["dsc"]["5"] == 0.0
+    # Nothing present on either side: defined as 1.0.
+    empty = np.zeros((4, 4), np.uint8)
+    assert semantic_scores(empty, empty, [1, 2]) == {"dsc": {"mean": 1.0}, "nsd": {"mean": 1.0}}

@@ -95,3 +95,12 @@ def test_readme_states_the_ci_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     command = ci.split('TEST_COMMAND="', 1)[1].split('"', 1)[0]
     assert command in (ROOT / "README.md").read_text()
+
+
+def test_bundled_models_resolve_by_name_in_a_checkout() -> None:
+    from napari_usema.io.bundled import BUNDLED, available_models, resolve_model, weights_dir
+
+    assert weights_dir() == ROOT / "weights"
+    assert available_models() == list(BUNDLED)
+    for name in BUNDLED:
+        assert resolve_model(name).is_file()

@@ -16,12 +16,12 @@ import torch
 from napari_usema.io.checkpoint import load_checkpoint, read_metadata
 from napari_usema.io.metadata import CheckpointMetadata, NormalizationRecipe
 from napari_usema.model import preset
+from napari_usema.training.batches import batch_stream
 from napari_usema.training.data import AugmentConfig, PatchSampler, make_sample
 from napari_usema.training.finetune import FINETUNE_DEFAULTS, CorrectedPair, FinetuneError, finetune, versioned_path
 from napari_usema.training.losses import deep_supervision_loss, dice_ce_loss
 from napari_usema.training.trainer import (
     TrainingConfig,
-    _batch_stream,
     output_paths,
     schedule_factor,
     steps_for_epochs,
@@ -63,16 +63,16 @@ def test_batches_drawn_ahead_on_threads_equal_those_drawn_inline() -> None:
         calls.append(step)
         return [step % 3, (step + 1) % 3], np.random.default_rng([7, step])
 
-    inline = list(_batch_stream(sampler, plan, 2, 9, ahead=0))
+    inline = list(batch_stream(sampler, plan, 2, 9, ahead=0))
     assert calls == list(range(2, 9))
     calls.clear()
-    threaded = list(_batch_stream(sampler, plan, 2, 9, ahead=3))
+    threaded = list(batch_stream(sampler, plan, 2, 9, ahead=3))
     assert calls == list(range(2, 9))  # planned in step order: the index stream keeps state
     assert len(threaded) == len(inline) == 7
     for a, b in zip(inline, threaded, strict=True):
         assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     calls.clear()
-    early = _batch_stream(sampler, plan, 0, 100, ahead=3)
+    early = batch_stream(sampler, plan, 0, 100, ahead=3)
     next(early), next(early)
     early.close()  # a run stopped by the clock or cancelled: queued batches are dropped
     assert calls == [0, 1, 2, 3, 4]

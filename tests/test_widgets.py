@@ -246,3 +246,68 @@ def test_status_line_names_objects_or_class_shares() -> None:
     instances = np.zeros((10, 20), np.uint16)
     instances[0, :3] = [1, 2, 3]
     assert _summary(SegmentationResult(instances, None, "instance", ("background", "interior", "boundary"))) == "3 objects"
+
+
+def test_one_long_job_at_a_time_and_any_cancel_stops_it(dock, qtbot, tiny_instance_checkpoint: Path, monkeypatch) -> None:
+    import napari_usema._widgets.jobs as jobs
+
+    viewer, widget = dock
+    notices: list[str] = []
+    monkeypatch.setattr(jobs, "show_info", notices.append)
+    viewer.layers["nuclei"].data = np.tile(load_nuclei(), (4, 4))  # many tiles: a long run
+    widget.segment.use_checkpoint(tiny_instance_checkpoint)
+    widget.segment.tile.value, widget.segment.batch.value = 64, 1
+    seen = []
+    worker = widget.segment.run()
+    worker.yielded.connect(seen.append)
+    qtbot.waitUntil(lambda: len(seen) > 0, timeout=60_000)
+    starts = (
+        widget.segment.run_button,
+        widget.finetune.run_button,
+        widget.finetune.resegment_button,
+        widget.attention.dispersion_button,
+    )
+    assert not any(button.enabled for button in starts)
+    assert widget.finetune.cancel_button.enabled and widget.attention.cancel_button.enabled
+    # Every other way to start a job on the model is refused while it runs, with a notice.
+    assert widget.segment.run() is None
+    assert widget.attention.query((100, 100)) is None
+    assert widget.attention.run_dispersion() is None
+    assert widget.finetune.run() is None
+    assert len(notices) == 4 and all("Segmentation is running" in n for n in notices)
+    widget.attention.cancel_button.changed.emit(True)  # Cancel on another tab reaches the segmentation
+    wait_for_worker(qtbot, widget.segment)
+    assert len(seen) < seen[0].total and "Cancelled" in widget.segment.status.value
+    assert widget.segment.run_button.enabled and widget.attention.dispersion_button.enabled
+    assert not widget.finetune.resegment_button.enabled  # nothing fine-tuned yet to re-segment with
+    assert not widget.segment.cancel_button.enabled
+
+
+def test_retuning_runs_off_the_gui_thread_and_the_latest_value_wins(dock, qtbot, intensity_model, monkeypatch) -> None:
+    import threading
+
+    import napari_usema._widgets.postprocess as post
+    from napari_usema.postprocess.watershed import instances_from_probabilities
+
+    viewer, widget = dock
+    widget.segment.use_model(intensity_model)
+    widget.segment.run()
+    wait_for_worker(qtbot, widget.segment)
+    threads = []
+
+    def recording(probs, config):
+        threads.append(threading.current_thread() is threading.main_thread())
+        return instances_from_probabilities(probs, config)
+
+    monkeypatch.setattr(post, "instances_from_probabilities", recording)
+    section = widget.postprocess
+    for size in (50, 120, 250, 400):  # a drag: each value arrives while the previous one may still run
+        section.min_size.value = size
+        section.apply()
+    qtbot.waitUntil(lambda: section.worker is None and not section._timer.isActive(), timeout=20_000)
+    qtbot.waitUntil(lambda: section.worker is None, timeout=20_000)
+    expected = instances_from_probabilities(widget.segment.state.probabilities, section.config())
+    np.testing.assert_array_equal(viewer.layers["nuclei labels"].data, expected)
+    assert section.config().min_size == 400
+    assert threads and not any(threads)  # never on the GUI thread
+    assert "re-computed in" in section.status.value

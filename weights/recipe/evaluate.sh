@@ -10,12 +10,12 @@ what=$1
 model=${2:-$what}
 shift $(($# > 1 ? 2 : 1))
 case $what in
-  nuclei) data=../shared/data/microscopy ext=tif ;;
-  polyps) data=../shared/data/endoscopy ext=jpg ;;
+  nuclei) data=../shared/data/microscopy ext=tif score=(--exclude-border) ;;  # also the challenge's border rule
+  polyps) data=../shared/data/endoscopy ext=jpg score=() ;;
   *) echo "usage: $0 nuclei|polyps [MODEL] [predict options]" >&2 && exit 2 ;;
 esac
 out=${EVAL_DIR:-../runs/eval}/$what
 rm -rf "$out" && mkdir -p "$out"
 names=${NAMES:-weights/splits/${what}_val.txt}  # NAMES: another list, e.g. part of the training split
 usema predict $(sed -e '/^#/d' -e "s|^|$data/images/|; s|\$|.$ext|" "$names") --model "$model" --out "$out" "$@" 2>/dev/null
-usema evaluate --pred "$out" --truth "$data/masks" --names "$names" --json "$out.json" | tail -n 4
+usema evaluate --pred "$out" --truth "$data/masks" --names "$names" "${score[@]}" --json "$out.json" | tail -n 5

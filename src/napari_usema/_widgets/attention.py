@@ -13,7 +13,7 @@ from napari.layers import Image
 from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils.notifications import show_error, show_info
 
-from napari_usema._widgets.jobs import JobProgress, set_running
+from napari_usema._widgets.jobs import JobProgress
 from napari_usema._widgets.layers import spatial_transform
 from napari_usema._widgets.segment import SegmentSection, layer_array
 from napari_usema.analysis.attention_maps import StageAttention, at_model_scale, query_attention, stack_maps
@@ -93,7 +93,7 @@ class AttentionExplorer(Container):
         self.pick.changed.connect(self._toggle_pick)
         self.effective.changed.connect(lambda _: self._show_maps())
         self.dispersion_button.changed.connect(self.run_dispersion)
-        self.cancel_button.changed.connect(lambda: self.worker.quit() if self.worker else None)
+        segment.jobs.register([self.dispersion_button], self.cancel_button)
         self.export_button.changed.connect(self.export)
 
     # --- inputs ---------------------------------------------------------------------------------
@@ -125,6 +125,8 @@ class AttentionExplorer(Container):
 
     def query(self, point: tuple[int, int]) -> GeneratorWorker | None:
         """Compute the attention maps of ``point`` (image pixels) in the background."""
+        if self.segment.jobs.refuse():
+            return None
         try:
             layer = self._image()
             h, w = layer_array(layer).shape[:2]
@@ -198,6 +200,8 @@ class AttentionExplorer(Container):
         return y0, y0 + side, x0, x0 + side
 
     def run_dispersion(self) -> GeneratorWorker | None:
+        if self.segment.jobs.refuse():
+            return None
         try:
             layer = self._image()
             box = self._view_box(layer)
@@ -296,12 +300,9 @@ class AttentionExplorer(Container):
         worker.errored.connect(lambda err: show_error(f"Attention failed: {err}"))
         worker.aborted.connect(lambda: setattr(self.status, "value", "Cancelled."))
         worker.finished.connect(self._on_finished)
-        set_running(self.dispersion_button, self.cancel_button, True)
         self.status.value = message
-        worker.start()
-        return worker
+        return self.segment.jobs.start(worker, "Attention")
 
     def _on_finished(self) -> None:
         self._progress.close()
-        set_running(self.dispersion_button, self.cancel_button, False)
         self.worker = None

@@ -12,7 +12,7 @@ from napari.layers import Image, Labels, Shapes
 from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils.notifications import show_error, show_info
 
-from napari_usema._widgets.jobs import JobProgress, set_running
+from napari_usema._widgets.jobs import JobProgress
 from napari_usema._widgets.layers import region_mask
 from napari_usema._widgets.plot import LossPlot
 from napari_usema._widgets.segment import SegmentSection, layer_array
@@ -57,8 +57,9 @@ class FinetuneSection(Container):
         self.native.layout().insertWidget(9, self.plot.canvas)  # a Qt canvas among magicgui widgets
         self.add_button.changed.connect(self.add_pair)
         self.run_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(lambda: self.worker.quit() if self.worker else None)
         self.resegment_button.changed.connect(self.segment.run)
+        segment.jobs.register([self.run_button], self.cancel_button)
+        segment.jobs.register([self.resegment_button], self.cancel_button, usable=lambda: self.saved is not None)
 
     def reset_choices(self, *_: Any) -> None:
         """Refresh drop-downs; default to the labels that the last Segment run produced."""
@@ -108,6 +109,8 @@ class FinetuneSection(Container):
     def run(self) -> GeneratorWorker | None:
         """Fine-tune on the collected pairs (or the current pair if none were added)."""
         loaded = self.segment.loaded
+        if self.segment.jobs.refuse():
+            return None
         if loaded is None:
             show_error("choose a model in the Segment section first")
             return None
@@ -130,10 +133,8 @@ class FinetuneSection(Container):
         self.worker.errored.connect(lambda err: show_error(f"Fine-tuning failed: {err}"))
         self.worker.aborted.connect(lambda: self._set_status("Cancelled: nothing was saved; the model is unchanged."))
         self.worker.finished.connect(self._on_finished)
-        set_running(self.run_button, self.cancel_button, True)
         self._set_status(f"Fine-tuning {loaded.path.name if loaded.path else 'the model'} on {len(self.pairs)} pair(s)…")
-        self.worker.start()
-        return self.worker
+        return self.segment.jobs.start(self.worker, "Fine-tuning")
 
     def _on_step(self, record: TrainingProgress) -> None:
         self._progress.set(record.step, record.steps)
@@ -142,13 +143,11 @@ class FinetuneSection(Container):
     def _on_saved(self, path: Path) -> None:
         self.saved = path
         self.segment.use_checkpoint(path)
-        self.resegment_button.enabled = True
         self._set_status(f"Saved {path.name}; it is now the Segment model (the parent is unchanged).")
         show_info(f"Fine-tuned model saved to {path}. Click 'Re-segment with the new model' to see it.")
 
     def _on_finished(self) -> None:
         self._progress.close()
-        set_running(self.run_button, self.cancel_button, False)
         self.worker = None
 
     def _set_status(self, text: str) -> None:

@@ -1,9 +1,15 @@
-"""Shared plumbing of the sections' background jobs: a progress bar and the Run/Cancel pair."""
+"""Shared plumbing of the sections' background jobs: the one-job-at-a-time slot and a progress bar."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from magicgui.widgets import PushButton
+from napari.qt.threading import FunctionWorker, GeneratorWorker
 from napari.utils import progress
+from napari.utils.notifications import show_info
+
+Worker = GeneratorWorker | FunctionWorker
 
 
 class JobProgress:
@@ -29,6 +35,56 @@ class JobProgress:
             self._bar = None
 
 
-def set_running(run: PushButton, cancel: PushButton, running: bool) -> None:
-    """While a job runs, only Cancel is clickable."""
-    run.enabled, cancel.enabled = not running, running
+class JobSlot:
+    """The one long job (segment, fine-tune, attention) that a dock widget runs on its model at a time.
+
+    Sections register their start buttons and their Cancel button. While a job runs every start button
+    is disabled, and every Cancel button is enabled and stops that job, whichever tab started it.
+    """
+
+    def __init__(self) -> None:
+        self.worker: Worker | None = None
+        self.name = ""
+        self._starts: list[tuple[PushButton, Callable[[], bool]]] = []
+        self._cancels: list[PushButton] = []
+
+    def register(self, starts: list[PushButton], cancel: PushButton, *, usable: Callable[[], bool] = lambda: True) -> None:
+        """``usable``: whether the start buttons may be clicked when no job runs (e.g. a model exists)."""
+        self._starts += [(button, usable) for button in starts]
+        self._cancels.append(cancel)
+        cancel.changed.connect(self.cancel)
+        self.refresh()
+
+    @property
+    def busy(self) -> bool:
+        return self.worker is not None
+
+    def refuse(self) -> bool:
+        """True (and a notice) when a job runs already: the caller must not start another."""
+        if self.busy:
+            show_info(f"{self.name} is running: wait for it to finish, or press Cancel")
+        return self.busy
+
+    def start(self, worker: Worker, name: str) -> Worker:
+        """Run ``worker`` as the job (the caller checked :meth:`refuse` first)."""
+        self.worker, self.name = worker, name
+        worker.finished.connect(self._done)
+        self.refresh()
+        worker.start()
+        return worker
+
+    def cancel(self) -> None:
+        """Stop the running job after its current step (tile batch, training step, crop)."""
+        if self.worker is not None:
+            self.worker.quit()
+
+    def refresh(self) -> None:
+        """Enable what can be clicked now."""
+        for button, usable in self._starts:
+            button.enabled = not self.busy and usable()
+        for button in self._cancels:
+            button.enabled = self.busy
+
+    def _done(self) -> None:
+        self.worker = None
+        self.refresh()

@@ -13,7 +13,7 @@ from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils.notifications import show_error, show_info
 from psygnal import Signal
 
-from napari_usema._widgets.jobs import JobProgress, set_running
+from napari_usema._widgets.jobs import JobProgress, JobSlot
 from napari_usema._widgets.layers import spatial_transform, write_owned_labels
 from napari_usema.inference.channels import plan_channels
 from napari_usema.inference.devices import available_devices
@@ -58,8 +58,9 @@ class SegmentSection(Container):
     segmented = Signal(object)  # SegmentationState
     model_changed = Signal(object)  # LoadedModel
 
-    def __init__(self, viewer: Any, watershed: WatershedConfig | None = None) -> None:
+    def __init__(self, viewer: Any, watershed: WatershedConfig | None = None, jobs: JobSlot | None = None) -> None:
         defaults = TilingConfig()
+        self.jobs = jobs or JobSlot()  # one long job at a time on this model, across all tabs
         self.viewer = viewer
         self.watershed = watershed or WatershedConfig()
         self.loaded: LoadedModel | None = None
@@ -99,7 +100,7 @@ class SegmentSection(Container):
         self.checkpoint.changed.connect(lambda path: self.use_checkpoint(Path(path)))
         self.image.changed.connect(self._on_image)
         self.run_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(self.cancel)
+        self.jobs.register([self.run_button], self.cancel_button)
         self._on_model_choice(self.model.value)
 
     # --- choices -------------------------------------------------------------------------------
@@ -176,6 +177,8 @@ class SegmentSection(Container):
     def run(self) -> GeneratorWorker | None:
         """Start segmentation in a worker thread; returns the worker (None if the input is refused)."""
         layer, channel = self.image.value, None if self.channel.value == AUTO else int(self.channel.value)
+        if self.jobs.refuse():
+            return None
         try:
             if self.loaded is None:
                 raise ValueError("choose a model first")
@@ -198,15 +201,12 @@ class SegmentSection(Container):
         self.worker.errored.connect(lambda err: show_error(f"Segmentation failed: {err}"))
         self.worker.aborted.connect(lambda: self._set_status("Cancelled: no layer was changed."))
         self.worker.finished.connect(self._on_finished)
-        set_running(self.run_button, self.cancel_button, True)
         self._set_status(f"Segmenting {layer.name}…")
-        self.worker.start()
-        return self.worker
+        return self.jobs.start(self.worker, "Segmentation")
 
     def cancel(self) -> None:
-        """Stop after the current batch; nothing is added to the viewer."""
-        if self.worker is not None:
-            self.worker.quit()
+        """Stop the running job (this one, or another tab's) after its current step."""
+        self.jobs.cancel()
 
     def _on_progress(self, p: InferenceProgress) -> None:
         self._progress.set(p.plane * p.total + p.done, p.total * p.planes)
@@ -237,7 +237,6 @@ class SegmentSection(Container):
 
     def _on_finished(self) -> None:
         self._progress.close()
-        set_running(self.run_button, self.cancel_button, False)
         self.worker = None
 
     def _set_status(self, text: str) -> None:

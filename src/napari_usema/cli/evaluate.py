@@ -18,6 +18,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, help="write per-image and mean metrics here")
     p.add_argument("--tolerance", type=float, default=2.0, help="NSD tolerance in pixels (default 2)")
     p.add_argument("--names", type=Path, help="only evaluate the names listed in this file (e.g. a validation split)")
+    p.add_argument(
+        "--exclude-border",
+        action="store_true",
+        help="also score instances as the NeurIPS 2022 challenge does, without the objects within 2 px of the image "
+        "edge in truth and prediction (reported separately)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -38,8 +44,9 @@ def match_files(
     return pairs, missing, extra
 
 
-def evaluate_pairs(pairs: dict[str, tuple[Path, Path]], task: str | None, tolerance: float) -> dict:
-    from napari_usema.analysis.metrics import instance_f1, semantic_scores
+def evaluate_pairs(pairs: dict[str, tuple[Path, Path]], task: str | None, tolerance: float, exclude_border: bool = False) -> dict:
+    """Per-image scores and their means; with ``exclude_border`` also the challenge's border-free F1."""
+    from napari_usema.analysis.metrics import instance_f1, semantic_scores, without_border_objects
     from napari_usema.io.images import read_image
 
     loaded = {n: (read_image(p), read_image(t)) for n, (p, t) in pairs.items()}
@@ -55,7 +62,14 @@ def evaluate_pairs(pairs: dict[str, tuple[Path, Path]], task: str | None, tolera
             per_image[name] = instance_f1(truth, pred).to_dict()
         else:
             per_image[name] = semantic_scores(truth, pred, class_ids, tolerance)
-    return {"task": task, "mean": _means(per_image, task), "per_image": per_image}
+    report = {"task": task, "mean": _means(per_image, task), "per_image": per_image}
+    if exclude_border and task == "instance":
+        border = {
+            name: instance_f1(without_border_objects(truth), without_border_objects(pred)).to_dict()
+            for name, (pred, truth) in loaded.items()
+        }
+        report["excluding_border"] = {"mean": _means(border, task), "per_image": border}
+    return report
 
 
 def _means(per_image: dict[str, dict], task: str) -> dict:
@@ -81,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"extra prediction without truth: {stem}", file=sys.stderr)
     if not pairs:
         raise FileNotFoundError(f"no prediction in {args.pred} has a truth file of the same name in {args.truth}")
-    report = evaluate_pairs(pairs, args.task, args.tolerance)
+    report = evaluate_pairs(pairs, args.task, args.tolerance, args.exclude_border)
     report.update(missing=missing, extra=extra)
     _print_table(report)
     if args.json:
@@ -102,6 +116,9 @@ def _print_table(report: dict) -> None:
         print(
             f"{'mean (' + str(len(report['per_image'])) + ' images)':<40} {m['f1']:6.3f} {m['precision']:6.3f} {m['recall']:6.3f}"
         )
+        if "excluding_border" in report:
+            b = report["excluding_border"]["mean"]
+            print(f"{'mean without 2-px border objects':<40} {b['f1']:6.3f} {b['precision']:6.3f} {b['recall']:6.3f}")
     else:
         print(f"{'image':<40} {'DSC':>6} {'NSD':>6}")
         for name, s in report["per_image"].items():

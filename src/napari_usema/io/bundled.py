@@ -16,7 +16,7 @@ def weights_dir() -> Path:
     packaged = Path(str(resources.files("napari_usema"))) / "weights"
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parents[2] / "weights"  # src/napari_usema -> repository root
+    return Path(__file__).resolve().parents[3] / "weights"  # src/napari_usema/io -> repository root
 
 
 def available_models() -> list[str]:

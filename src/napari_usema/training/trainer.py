@@ -11,11 +11,10 @@ On an accelerator, the next batches are drawn on background threads while the de
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +23,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DistributedSampler
 
 from napari_usema.analysis.metrics import instance_f1, semantic_scores
 from napari_usema.inference.devices import autocast
@@ -35,6 +33,7 @@ from napari_usema.io.metadata import CheckpointMetadata
 from napari_usema.model import USEMA, build_model
 from napari_usema.postprocess.config import WatershedConfig
 from napari_usema.postprocess.watershed import classes_from_probabilities, instances_from_probabilities
+from napari_usema.training.batches import IndexStream, batch_stream
 from napari_usema.training.data import AugmentConfig, PatchSampler, Sample
 from napari_usema.training.distributed import World, agree_on_max, barrier, rank_device
 from napari_usema.training.losses import deep_supervision_loss
@@ -150,145 +149,108 @@ def train(
         metadata: Written into every checkpoint (provenance gains steps and metrics).
         config: Hyper-parameters.
         out: The ``.safetensors`` to write; ``NAME.last.safetensors`` and ``NAME.state.pt`` go beside it.
-        init_model: Start from these weights (fine-tuning) instead of a fresh network.
+        init_model: Start from these weights (fine-tuning) instead of a fresh network; it is trained in place.
         resume: Continue from ``NAME.state.pt`` if it exists.
         world: The torchrun world; only rank 0 validates and writes.
     """
-    out = Path(out)
-    _, state_path = output_paths(out)
-    device = rank_device(world, config.device)
-    torch.manual_seed(config.seed)
-    model = init_model if init_model is not None else build_model(metadata.config)
-    model = model.to(device).train()
-    for stage in model.encoder[: config.frozen_encoder_stages]:
-        stage.requires_grad_(False)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = _adamw(trainable, config)
-    start, best, history, spent = 0, -1.0, [], 0.0
-    if resume and state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start, best, history = int(state["step"]), float(state["best"]), list(state["history"])
-        spent = float(state.get("seconds", 0.0))  # absent in states written before time budgets
-    net: torch.nn.Module = DistributedDataParallel(model) if world.distributed else model
+    run = _TrainingRun(metadata, config, Path(out), world, init_model, resume)
     sampler = PatchSampler(train_samples, config.patch, config.augment, config.foreground_oversample)
-    order = _IndexStream(len(train_samples), world, config.seed)
+    order = IndexStream(len(train_samples), world, config.seed)
 
     def batch_plan(step: int) -> tuple[list[int], np.random.Generator]:
         """The images and the random stream of one step (per step: resumed runs repeat)."""
         return order.take(config.batch, step), np.random.default_rng([config.seed, world.rank, step])
 
-    began = time.perf_counter() - spent
     # On a CPU the drawing would only compete with the network for the same cores (measured: 18%
     # slower), so it stays inline there.
-    ahead = _PREFETCH_THREADS if device.type != "cpu" else 0
-    batches = _batch_stream(sampler, batch_plan, start, config.steps, ahead)
-    with closing(batches):
-        for step, batch in enumerate(batches, start):
-            images, targets, weights = (t.to(device, non_blocking=True) for t in batch)
-            seconds = time.perf_counter() - began
-            if config.time_budget_s is not None:
-                # The clock sets the rate: ranks must agree on it, or their weights drift apart.
-                seconds = agree_on_max(seconds, world)
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr * schedule_factor(config, step, seconds)
-            with autocast(device):
-                outputs = net(images, deep_supervision=metadata.config.deep_supervision)
-            outputs = outputs if isinstance(outputs, list) else [outputs]
-            loss = deep_supervision_loss(outputs, targets, weights)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
-            optimizer.step()
-            done = step + 1
-            out_of_time = config.time_budget_s is not None and seconds >= config.time_budget_s
-            record = TrainingProgress(
-                done, config.steps, float(loss.detach()), optimizer.param_groups[0]["lr"], time.perf_counter() - began
-            )
-            history.append({"step": done, "loss": record.loss})
-            if (config.val_every > 0 and done % config.val_every == 0) or done == config.steps or out_of_time:
-                record, best = _checkpoint_step(model, val_samples, metadata, config, out, record, best, history, world, device)
-                if world.is_main and config.save_state:
-                    torch.save(
-                        {
-                            "model": model.state_dict(),
-                            "optimizer": optimizer.state_dict(),
-                            "step": done,
-                            "best": best,
-                            "history": history,
-                            "seconds": time.perf_counter() - began,
-                        },
-                        state_path,
-                    )
-                barrier(world)
+    ahead = _PREFETCH_THREADS if run.device.type != "cpu" else 0
+    with closing(batch_stream(sampler, batch_plan, run.start, config.steps, ahead)) as batches:
+        for step, batch in enumerate(batches, run.start):
+            record, out_of_time = run.step(step, batch)
+            if (config.val_every > 0 and record.step % config.val_every == 0) or record.step == config.steps or out_of_time:
+                record = run.checkpoint(record, val_samples)
             yield record
             if out_of_time:
                 break
 
 
-def _batch_stream(
-    sampler: PatchSampler,
-    plan: Callable[[int], tuple[list[int], np.random.Generator]],
-    start: int,
-    stop: int,
-    ahead: int,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """The batches of steps ``start..stop-1``, the same whether drawn inline or ahead.
+class _TrainingRun:
+    """One run's state: the network (and its DDP wrapper), optimiser, clock, best metric and history."""
 
-    With ``ahead`` > 0, that many batches are drawn on as many threads while the caller trains on the
-    current one. One thread would be a bottleneck: a batch of 32 polyp patches takes ~0.17 s of a core,
-    about as long as an H200 step of the ``small`` preset (5.9 steps/s measured). The numpy, scipy and
-    torch calls of the drawing release the GIL. ``plan`` is called on the caller's thread only, in step
-    order (the index stream keeps state).
-    """
-    if not ahead:
-        for step in range(start, stop):
-            yield sampler.batch(*plan(step))
-        return
-    with ThreadPoolExecutor(max_workers=ahead) as pool:
-        upcoming: deque[Future] = deque(pool.submit(sampler.batch, *plan(s)) for s in range(start, min(start + ahead, stop)))
-        try:
-            for step in range(start, stop):
-                batch = upcoming.popleft().result()
-                if step + ahead < stop:
-                    upcoming.append(pool.submit(sampler.batch, *plan(step + ahead)))
-                yield batch
-        finally:  # stopped early (time budget, cancel): drop what was queued
-            for pending in upcoming:
-                pending.cancel()
+    def __init__(
+        self, metadata: CheckpointMetadata, config: TrainingConfig, out: Path, world: World, init: USEMA | None, resume: bool
+    ) -> None:
+        self.metadata, self.config, self.out, self.world = metadata, config, out, world
+        self.device = rank_device(world, config.device)
+        torch.manual_seed(config.seed)
+        self.model = (init if init is not None else build_model(metadata.config)).to(self.device).train()
+        for stage in self.model.encoder[: config.frozen_encoder_stages]:
+            stage.requires_grad_(False)
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = _adamw(self.trainable, config)
+        self.start, self.best, self.history, spent = 0, -1.0, [], 0.0
+        state_path = output_paths(out)[1]
+        if resume and state_path.exists():
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.start, self.best, self.history = int(state["step"]), float(state["best"]), list(state["history"])
+            spent = float(state.get("seconds", 0.0))  # absent in states written before time budgets
+        self.net: torch.nn.Module = DistributedDataParallel(self.model) if world.distributed else self.model
+        self.began = time.perf_counter() - spent
 
+    def step(self, step: int, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> tuple[TrainingProgress, bool]:
+        """One optimiser step on ``batch``; returns its record and whether the time budget is spent."""
+        images, targets, weights = (t.to(self.device, non_blocking=True) for t in batch)
+        seconds = time.perf_counter() - self.began
+        if self.config.time_budget_s is not None:
+            # The clock sets the rate: ranks must agree on it, or their weights drift apart.
+            seconds = agree_on_max(seconds, self.world)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr * schedule_factor(self.config, step, seconds)
+        with autocast(self.device):
+            outputs = self.net(images, deep_supervision=self.metadata.config.deep_supervision)
+        loss = deep_supervision_loss(outputs if isinstance(outputs, list) else [outputs], targets, weights)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.trainable, self.config.grad_clip)
+        self.optimizer.step()
+        lr = self.optimizer.param_groups[0]["lr"]
+        record = TrainingProgress(step + 1, self.config.steps, float(loss.detach()), lr, time.perf_counter() - self.began)
+        self.history.append({"step": record.step, "loss": record.loss})
+        return record, self.config.time_budget_s is not None and seconds >= self.config.time_budget_s
 
-def _checkpoint_step(
-    model: USEMA,
-    val_samples: Sequence[Sample],
-    metadata: CheckpointMetadata,
-    config: TrainingConfig,
-    out: Path,
-    record: TrainingProgress,
-    best: float,
-    history: list,
-    world: World,
-    device: torch.device,
-) -> tuple[TrainingProgress, float]:
-    """Validate (rank 0), save the last and, if it improved, the best checkpoint."""
-    if not world.is_main:
-        return record, best
-    last_path, _ = output_paths(out)
-    provenance = {"steps": record.step, "training": _jsonable(asdict(config))}
-    metric = validate(model, val_samples, metadata, config, device) if val_samples else None
-    meta = metadata.with_provenance(**provenance, val_metric=metric)
-    if config.save_state:
-        save_checkpoint(last_path, model, meta)
-    event = "saved"
-    if metric is None or metric > best:
-        best = metric if metric is not None else best
-        save_checkpoint(out, model, meta)
-        event = "best"
-    history[-1]["val"] = metric
-    return TrainingProgress(
-        record.step, record.steps, record.loss, record.lr, record.seconds, metric, best if best >= 0 else None, event
-    ), best
+    def checkpoint(self, record: TrainingProgress, val_samples: Sequence[Sample]) -> TrainingProgress:
+        """Validate and save (rank 0): the last, the best if it improved, and the resumable state."""
+        if self.world.is_main:
+            record = self._save_checkpoints(record, val_samples)
+            if self.config.save_state:
+                state = {
+                    "model": self.model.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "step": record.step,
+                    "best": self.best,
+                    "history": self.history,
+                    "seconds": time.perf_counter() - self.began,
+                }
+                torch.save(state, output_paths(self.out)[1])
+        barrier(self.world)
+        return record
+
+    def _save_checkpoints(self, record: TrainingProgress, val_samples: Sequence[Sample]) -> TrainingProgress:
+        last_path = output_paths(self.out)[0]
+        metric = validate(self.model, val_samples, self.metadata, self.config, self.device) if val_samples else None
+        meta = self.metadata.with_provenance(steps=record.step, training=_jsonable(asdict(self.config)), val_metric=metric)
+        if self.config.save_state:
+            save_checkpoint(last_path, self.model, meta)
+        event = "saved"
+        if metric is None or metric > self.best:
+            self.best = metric if metric is not None else self.best
+            save_checkpoint(self.out, self.model, meta)
+            event = "best"
+        self.history[-1]["val"] = metric
+        best = self.best if self.best >= 0 else None
+        return dataclasses.replace(record, val_metric=metric, best_metric=best, event=event)
 
 
 def _adamw(params: list[torch.nn.Parameter], config: TrainingConfig) -> torch.optim.AdamW:
@@ -306,22 +268,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     return value
-
-
-class _IndexStream:
-    """Which images each step draws from: DistributedSampler epochs, cycled, so ranks never share."""
-
-    def __init__(self, n: int, world: World, seed: int) -> None:
-        self.sampler = DistributedSampler(range(n), num_replicas=world.size, rank=world.rank, shuffle=True, seed=seed)
-        self.per_epoch = len(self.sampler)
-        self._epoch, self._order = -1, []
-
-    def take(self, batch: int, step: int) -> list[int]:
-        out = []
-        for i in range(step * batch, (step + 1) * batch):
-            epoch = i // self.per_epoch
-            if epoch != self._epoch:
-                self.sampler.set_epoch(epoch)
-                self._epoch, self._order = epoch, list(self.sampler)
-            out.append(self._order[i % self.per_epoch])
-        return out
