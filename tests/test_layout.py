@@ -19,6 +19,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "napari_usema"
 LAYERS = {
     "__init__": 0,
+    "_checks": 0,
     "model": 1,
     "postprocess": 2,
     "io": 3,

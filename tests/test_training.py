@@ -237,7 +237,7 @@ def test_finetune_refuses_bad_requests(tmp_path: Path) -> None:
     with pytest.raises(FinetuneError, match="corrected region is empty"):
         list(finetune(parent, [CorrectedPair(image, labels, np.zeros(labels.shape, bool))], tmp_path / "b.safetensors"))
     (tmp_path / "c.safetensors").write_bytes(b"mine")
-    with pytest.raises(FinetuneError, match="pass --overwrite"):
+    with pytest.raises(FileExistsError, match="pass --overwrite"):
         list(finetune(parent, [CorrectedPair(image, labels)], tmp_path / "c.safetensors"))
     assert (tmp_path / "c.safetensors").read_bytes() == b"mine"
 

@@ -14,6 +14,7 @@ import tifffile
 
 from napari_usema.analysis.attention_maps import StageAttention, stack_maps
 from napari_usema.analysis.dispersion import HIST_EDGES, ExperimentStep
+from napari_usema.io.outputs import atomic_write, check_output
 
 STATS = (
     ("normalized_entropy", "entropy / log N"),
@@ -51,7 +52,8 @@ def plot_statistics(steps: list[ExperimentStep], path: Path, stage: int = 0) -> 
         else:
             ax.ticklabel_format(axis="y", useOffset=False)
         ax.legend(fontsize=8)
-    fig.savefig(path, dpi=110)
+    with atomic_write(path, overwrite=True) as temporary:
+        fig.savefig(temporary, dpi=110, format="png")
     return path
 
 
@@ -74,18 +76,18 @@ def plot_histograms(steps: list[ExperimentStep], path: Path, stage: int = 0) -> 
     ax.set_ylabel("fraction of scores")
     ax.set_title(f"stage {stage}, crop {both[-1].crop if both else '-'} px", fontsize=10)
     ax.legend(fontsize=8)
-    fig.savefig(path, dpi=110)
+    with atomic_write(path, overwrite=True) as temporary:
+        fig.savefig(temporary, dpi=110, format="png")
     return path
 
 
 def write_point_stack(out: Path, point: tuple[int, int], stages: list[StageAttention], *, overwrite: bool) -> Path:
     """``attention_<y>_<x>.tif``: the (stage, head) window/full score maps, names in the description."""
     path = out / f"attention_{point[0]}_{point[1]}.tif"
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
     stack, names = stack_maps(stages)
     meta = {"planes": names, "mean_weight": {f"stage {s.stage}": s.mean_weight for s in stages}, "point": list(point)}
-    tifffile.imwrite(path, stack, description=json.dumps(meta), photometric="minisblack", metadata=None)
+    with atomic_write(path, overwrite=overwrite) as temporary:
+        tifffile.imwrite(temporary, stack, description=json.dumps(meta), photometric="minisblack", metadata=None)
     return path
 
 
@@ -97,12 +99,18 @@ def write_report(
     *,
     overwrite: bool = False,
 ) -> list[Path]:
-    """Write every file of a dispersion run into ``out``; refuses to overwrite unless asked."""
+    """Write every file of a dispersion run into ``out``; refuses to overwrite unless asked.
+
+    The plots need at least one measured crop; query points alone give the JSON and their stacks.
+    Each file is written whole or not at all.
+    """
+    if not steps and not points:
+        raise ValueError("nothing to write: measure the dispersion or query a point first")
+    plots = [out / "dispersion_vs_n.png", out / "dispersion_histogram.png"] if any(s.sema for s in steps) else []
+    targets = [out / "dispersion.json", *plots, *(out / f"attention_{y}_{x}.tif" for y, x in points)]
+    for path in targets:
+        check_output(path, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
-    targets = [out / "dispersion.json", out / "dispersion_vs_n.png", out / "dispersion_histogram.png"]
-    existing = [p for p in targets if p.exists()]
-    if existing and not overwrite:
-        raise FileExistsError(f"{existing[0]} exists; pass --overwrite to replace it")
     report = {
         "settings": settings,
         "histogram_edges": HIST_EDGES.tolist(),
@@ -112,7 +120,10 @@ def write_report(
             for (y, x), st in points.items()
         },
     }
-    targets[0].write_text(json.dumps(report, indent=1))
-    plot_statistics(steps, targets[1])
-    plot_histograms(steps, targets[2])
-    return targets + [write_point_stack(out, p, st, overwrite=overwrite) for p, st in points.items()]
+    if plots:
+        plot_statistics(steps, plots[0])
+        plot_histograms(steps, plots[1])
+    stacks = [write_point_stack(out, p, st, overwrite=overwrite) for p, st in points.items()]
+    with atomic_write(targets[0], overwrite=overwrite) as temporary:  # last: it lists what the run wrote
+        temporary.write_text(json.dumps(report, indent=1))
+    return [targets[0], *plots, *stacks]

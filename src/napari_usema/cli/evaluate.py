@@ -85,8 +85,11 @@ def _means(per_image: dict[str, dict], task: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from napari_usema._checks import in_range
+    from napari_usema.io.outputs import atomic_write
     from napari_usema.training.data import read_name_list
 
+    in_range("--tolerance", args.tolerance, 0)
     names = read_name_list(args.names) if args.names else None
     pairs, missing, extra = match_files(args.pred, args.truth, names)
     for stem in missing:
@@ -99,8 +102,8 @@ def run(args: argparse.Namespace) -> int:
     report.update(missing=missing, extra=extra)
     _print_table(report)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2))
+        with atomic_write(args.json, overwrite=True) as temporary:
+            temporary.write_text(json.dumps(report, indent=2))
     return 0
 
 

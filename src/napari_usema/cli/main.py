@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from napari_usema import __version__
@@ -34,18 +36,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``usema``; returns the exit status (0 ok, 1 failed job, 2 bad input)."""
+    """Run ``usema``; returns the exit status (0 ok, 1 failed job, 2 bad input, 130/143 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _exit_cleanly_on_sigterm()
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
         print("usema: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("usema: terminated", file=sys.stderr)
+        return 143
     except (ValueError, OSError) as err:
         # Every engine error class derives from one of these and carries a specific message.
         print(f"usema {args.command}: error: {err}", file=sys.stderr)
         return 2
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised where the main thread is, so that partial outputs and temporary folders are
+    removed on the way out as for Ctrl+C."""
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    def raise_terminated(signum: int, frame: object) -> None:
+        raise _Terminated()
+
+    if threading.current_thread() is threading.main_thread():  # signal handlers live on the main thread only
+        signal.signal(signal.SIGTERM, raise_terminated)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
@@ -31,7 +32,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--channel", type=int, help="channel of a multichannel image to segment")
     p.add_argument("--probabilities", action="store_true", help="also write OUT/NAME_probabilities.tif (K, H, W) float32")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (inputs are never replaced)")
+    p.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="leave the inputs whose outputs exist already, e.g. to finish an interrupted folder",
+    )
     g = p.add_argument_group(
         "instance post-processing", "defaults: the model's tuned settings (usema info MODEL), else the values shown"
     )
@@ -86,16 +92,37 @@ def chosen_watershed(model_default: WatershedConfig, args: argparse.Namespace) -
     return model_default.replace(**{k: v for k, v in given.items() if v is not None})
 
 
+def plan_outputs(files: list[Path], args: argparse.Namespace) -> dict[Path, list[Path]]:
+    """Each input's output files, checked before any work; inputs whose outputs exist are left out
+    with ``--skip-existing``.
+
+    Raises:
+        OutputError: an output is an input file (never replaced), a folder, exists without
+            ``--overwrite``, or cannot be written.
+    """
+    from napari_usema.io.outputs import check_output
+
+    if args.overwrite and args.skip_existing:
+        raise ValueError("--overwrite and --skip-existing contradict each other: choose one")
+    planned = {}
+    for f in files:
+        outputs = [args.out / f"{f.stem}.tif"] + ([args.out / f"{f.stem}_probabilities.tif"] if args.probabilities else [])
+        if args.skip_existing and all(o.exists() for o in outputs):
+            continue
+        for o in outputs:
+            check_output(o, overwrite=args.overwrite or args.skip_existing, inputs=files, what="output")
+        planned[f] = outputs
+    return planned
+
+
 def run(args: argparse.Namespace) -> int:
     from napari_usema.io.bundled import resolve_model
     from napari_usema.io.checkpoint import load_checkpoint
     from napari_usema.training.distributed import init_world, rank_device, shard, shutdown
 
     files = collect_inputs(args.inputs)
-    outputs = {f: args.out / f"{f.stem}.tif" for f in files}
-    existing = [str(o) for o in outputs.values() if o.exists()]
-    if existing and not args.overwrite:
-        raise FileExistsError(f"{len(existing)} outputs exist, e.g. {existing[0]}; pass --overwrite to replace them")
+    planned = plan_outputs(files, args)
+    skipped = len(files) - len(planned)
     world = init_world(args.device)
     device = rank_device(world, args.device)
     tiling = TilingConfig(
@@ -109,34 +136,80 @@ def run(args: argparse.Namespace) -> int:
     )
     loaded = load_checkpoint(resolve_model(args.model))
     watershed = chosen_watershed(loaded.metadata.watershed(), args)
-    mine = shard(files, world)
+    failed: list[str] = []
+    for path in list(planned):  # every input checked before any work: shape, axes, channels, tile
+        try:
+            check_input(loaded, path, tiling, args)
+        except (ValueError, OSError) as err:
+            failed.append(f"{path}: {err}")
+            del planned[path]
+    if not planned and failed:
+        shutdown(world)
+        raise ValueError(failed[0] if len(failed) == 1 else f"none of the {len(failed)} inputs can be segmented: {failed[0]}")
+    mine = shard(list(planned), world)
     bar = ProgressBar(len(mine), f"predict (rank {world.rank})" if world.distributed else "predict", unit="batch")
     try:
+        for line in failed:
+            bar.note(f"cannot segment {line}")
+        if skipped:
+            bar.note(f"skipped {skipped} input(s) whose outputs exist (--skip-existing)")
         for i, path in enumerate(mine):
             bar.reset(1, f"{path.name}")
-            _predict_one(loaded, path, outputs[path], tiling, watershed, args, bar)
-            bar.note(f"wrote {outputs[path]} ({i + 1}/{len(mine)})")
+            try:
+                _predict_one(loaded, path, planned[path], tiling, watershed, args, bar)
+            except (ValueError, OSError) as err:  # one bad file must not stop a folder: report it, go on
+                failed.append(f"{path}: {err}")
+                bar.note(f"failed {path.name} ({i + 1}/{len(mine)}): {err}")
+                continue
+            bar.note(f"wrote {planned[path][0]} ({i + 1}/{len(mine)})")
     finally:
         bar.close()
         shutdown(world)
+    if failed:
+        print(f"usema predict: {len(failed)} of {len(files) - skipped} input(s) failed:", file=sys.stderr)
+        for line in failed:
+            print(f"  {line}", file=sys.stderr)
+        return 1
     return 0
 
 
+def check_input(loaded, path: Path, tiling: TilingConfig, args: argparse.Namespace) -> None:
+    """Everything about ``path`` that can be checked without running the network (the file is read lazily)."""
+    from napari_usema.inference.channels import plan_channels
+    from napari_usema.inference.pipeline import LARGE_PLANE_PIXELS, plan_planes
+    from napari_usema.inference.rescale import scaled_shape
+    from napari_usema.inference.tiling import effective_tile
+    from napari_usema.io.images import read_image
+
+    image = read_image(path, lazy=True)
+    plan = plan_planes(loaded.metadata, tuple(image.shape), tiling, args.channel)
+    plane_shape = image.shape[1:] if plan.layout.stacked else image.shape
+    plan_channels(tuple(plane_shape), loaded.metadata.input_channels, args.channel)
+    for scale in plan.scales:
+        effective_tile(scaled_shape(plan.shape, scale), tiling)
+    if plan.large and args.probabilities:
+        raise ValueError(f"--probabilities is not available for planes over {LARGE_PLANE_PIXELS:,} pixels")
+
+
 def _predict_one(
-    loaded, path: Path, out: Path, tiling: TilingConfig, watershed: WatershedConfig, args: argparse.Namespace, bar: ProgressBar
+    loaded,
+    path: Path,
+    outputs: list[Path],
+    tiling: TilingConfig,
+    watershed: WatershedConfig,
+    args: argparse.Namespace,
+    bar: ProgressBar,
 ) -> None:
     import numpy as np
-    import tifffile
 
     from napari_usema.inference.pipeline import LARGE_PLANE_PIXELS, disk_array, drive, infer_layout, segment
-    from napari_usema.io.images import read_image, write_labels, write_labels_banded
+    from napari_usema.io.images import read_image, write_labels, write_labels_banded, write_tiff
 
+    out, replace = outputs[0], args.overwrite or args.skip_existing
     image = read_image(path, lazy=True)
     layout = infer_layout(tuple(image.shape), loaded.metadata.input_channels, args.channel)
     h, w = image.shape[1:3] if layout.stacked else image.shape[:2]
     large = h * w > LARGE_PLANE_PIXELS and not layout.stacked
-    if large and args.probabilities:
-        raise ValueError(f"{path.name}: --probabilities is not available for planes over {LARGE_PLANE_PIXELS:,} pixels")
 
     def show(p) -> None:
         if p.done == 1:
@@ -162,11 +235,8 @@ def _predict_one(
         if large:
             count = int(max(np.asarray(result.labels[y : y + 1024]).max() for y in range(0, h, 1024)))
             dtype = np.uint8 if loaded.metadata.task == "semantic" else (np.uint16 if count <= 65535 else np.uint32)
-            write_labels_banded(out, result.labels, dtype, overwrite=args.overwrite)
+            write_labels_banded(out, result.labels, dtype, overwrite=replace)
         else:
-            write_labels(out, result.labels, overwrite=args.overwrite)
+            write_labels(out, result.labels, overwrite=replace)
     if args.probabilities:
-        prob_path = out.with_name(f"{out.stem}_probabilities.tif")
-        if prob_path.exists() and not args.overwrite:
-            raise FileExistsError(f"{prob_path} exists; pass --overwrite to replace it")
-        tifffile.imwrite(prob_path, result.probabilities, compression="zlib", photometric="minisblack")
+        write_tiff(outputs[1], result.probabilities, overwrite=replace, photometric="minisblack")

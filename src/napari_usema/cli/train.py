@@ -42,6 +42,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-global-mean", action="store_true", help="ablation: window attention without the mean of V")
     _add_schedule_options(p, defaults_from="train")
     p.add_argument("--resume", action="store_true", help="continue from OUT's .state.pt if present")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists (never the --init model)")
     p.add_argument("--init", help="start from this checkpoint's weights (same preset and channels), e.g. a bundled model")
     p.set_defaults(handler=run_train)
 
@@ -113,15 +114,25 @@ def _positive(value: float, name: str) -> float:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from napari_usema.io.bundled import resolve_model
     from napari_usema.io.images import find_pairs
     from napari_usema.io.metadata import INSTANCE_CLASSES, CheckpointMetadata, NormalizationRecipe
+    from napari_usema.io.outputs import check_output
     from napari_usema.model import preset
     from napari_usema.training.data import AugmentConfig, load_folder, read_name_list
     from napari_usema.training.distributed import init_world, shutdown
     from napari_usema.training.trainer import TrainingConfig, steps_for_epochs, train
 
-    if args.out.suffix != ".safetensors":
-        raise ValueError(f"--out must end in .safetensors, got {args.out.name}")
+    init_path = resolve_model(args.init) if args.init else None
+    # Before any work: --out is a new .safetensors in a writable folder, never the model it starts from.
+    check_output(
+        args.out,
+        overwrite=args.overwrite or args.resume,
+        inputs=[init_path] if init_path else [],
+        suffix=".safetensors",
+        what="--out",
+    )
+    schedule = _schedule(args, TrainingConfig())  # its ranges are checked here, before the data is read
     names = sorted(find_pairs(args.data))
     val = read_name_list(args.val_list) if args.val_list else []
     train_names = read_name_list(args.train_list) if args.train_list else [n for n in names if n not in set(val)]
@@ -145,11 +156,10 @@ def run_train(args: argparse.Namespace) -> int:
         input_scale=args.input_scale,
     )
     init_model = None
-    if args.init:
-        from napari_usema.io.bundled import resolve_model
+    if init_path is not None:
         from napari_usema.io.checkpoint import load_checkpoint
 
-        init = load_checkpoint(resolve_model(args.init))
+        init = load_checkpoint(init_path)
         if init.metadata.config != config:
             raise ValueError(f"--init {args.init} was built with another config than --preset {args.preset} and these options")
         init_model = init.model
@@ -159,7 +169,6 @@ def run_train(args: argparse.Namespace) -> int:
     load = dict(task=args.task, in_channels=args.in_channels, recipe=recipe, scale=metadata.input_scale)
     train_samples = load_folder(args.data, train_names, **load)
     val_samples = load_folder(args.data, val, **load) if world.is_main else []
-    schedule = _schedule(args, TrainingConfig())
     if args.epochs is not None:
         steps = steps_for_epochs(_positive(args.epochs, "--epochs"), len(train_samples), schedule.batch, world.size)
         schedule = dataclasses.replace(schedule, steps=steps)
@@ -199,13 +208,13 @@ def run_finetune(args: argparse.Namespace) -> int:
         raise ValueError(f"{len(args.image)} images but {len(args.region)} region masks")
     parent_path = resolve_model(args.model)
     check_output(parent_path, args.out, args.overwrite)
+    schedule = _schedule(args, FINETUNE_DEFAULTS)  # its ranges are checked here, before any image is read
     parent = load_checkpoint(parent_path)
     regions = args.region or [None] * len(args.image)
     pairs = [
         CorrectedPair(read_image(i), read_image(lbl), None if r is None else read_image(r) > 0, i.stem)
         for i, lbl, r in zip(args.image, args.labels, regions, strict=True)
     ]
-    schedule = _schedule(args, FINETUNE_DEFAULTS)
     bar = ProgressBar(schedule.steps, "finetune")
     try:
         for record in finetune(parent, pairs, args.out, schedule, channel=args.channel, overwrite=args.overwrite):

@@ -22,11 +22,19 @@ def select_device(name: str = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(name)
+    here = ", ".join(available_devices())
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {name!r}; this machine has: {here}") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"napari-usema does not run on {device.type!r} devices; this machine has: {here}")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for, but this PyTorch sees no CUDA GPU; use --device cpu or auto")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError("device 'mps' was asked for, but MPS is not available here; use --device cpu or auto")
+        raise ValueError(f"device 'cuda' was asked for, but this PyTorch sees no CUDA GPU; this machine has: {here}")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"there is no GPU {device}; this machine has {torch.cuda.device_count()} (cuda:0 ...)")
+    if device.type == "mps" and "mps" not in here:
+        raise ValueError(f"device 'mps' was asked for, but MPS is not available here; this machine has: {here}")
     return device
 
 

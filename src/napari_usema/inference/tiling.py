@@ -12,6 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from napari_usema._checks import boolean, in_range
 from napari_usema.io.metadata import check_scales
 
 
@@ -44,12 +45,14 @@ class TilingConfig:
     sigma_scale: float = 0.125
 
     def __post_init__(self) -> None:
-        if self.tile < 16:
-            raise ValueError(f"tile must be at least 16 pixels, got {self.tile}")
-        if not 0 <= self.overlap < 1:
-            raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
-        if self.batch < 1:
-            raise ValueError(f"batch must be >= 1, got {self.batch}")
+        in_range("tile", self.tile, 16, integer=True)
+        in_range("overlap", self.overlap, 0, 1, high_open=True)
+        in_range("batch", self.batch, 1, integer=True)
+        boolean("tta", self.tta)
+        boolean("clamp_tile", self.clamp_tile)
+        in_range("sigma_scale", self.sigma_scale, 0, low_open=True)
+        if not isinstance(self.device, str):
+            raise ValueError(f"device must be a name such as 'auto', 'cpu' or 'cuda', got {self.device!r}")
         if self.scales is not None:
             object.__setattr__(self, "scales", check_scales(self.scales))
 

@@ -17,9 +17,10 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from napari_usema.io.metadata import METADATA_KEY, CheckpointError, CheckpointMetadata
+from napari_usema.io.outputs import atomic_write
 from napari_usema.model import USEMA, build_model, on_device
 
 
@@ -50,7 +51,8 @@ def save_checkpoint(path: str | Path, model: USEMA, metadata: CheckpointMetadata
     """Write ``model`` and ``metadata`` to one ``.safetensors`` file.
 
     Args:
-        path: Destination; its parent folder is created.
+        path: Destination (replaced if it exists: callers check first with ``io.outputs.check_output``);
+            its parent folder is created.
         model: The network (a DDP wrapper's ``.module``).
         metadata: Stored as JSON; its config must be the model's.
         half: Store floating tensors as float16 (half the size; they are widened when loaded).
@@ -58,12 +60,14 @@ def save_checkpoint(path: str | Path, model: USEMA, metadata: CheckpointMetadata
     if metadata.config != model.config:
         raise CheckpointError("metadata config differs from the model's config")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {}
     for name, tensor in model.state_dict().items():
         tensor = tensor.detach().cpu().contiguous()
         tensors[name] = tensor.half() if half and tensor.is_floating_point() else tensor
-    save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(metadata.to_dict())})
+    data = save(tensors, metadata={METADATA_KEY: json.dumps(metadata.to_dict())})
+    # Whole or not at all, with the umask's permissions (safetensors' own writer makes files 0600).
+    with atomic_write(path, overwrite=True) as temporary:
+        temporary.write_bytes(data)
     return path
 
 

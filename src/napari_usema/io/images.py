@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import tifffile
 
+from napari_usema.io.outputs import atomic_write
+
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 
 
@@ -54,22 +56,22 @@ def _read_tiff(path: Path, lazy: bool) -> Any:
         return zarr.open(store, mode="r")
 
 
+def write_tiff(path: str | Path, array: np.ndarray, *, overwrite: bool = False, **options: Any) -> Path:
+    """Write an array as a zlib-compressed TIFF, whole or not at all (``atomic_write``), refusing to
+    replace a file unless ``overwrite``; ``options`` go to ``tifffile.imwrite``."""
+    with atomic_write(path, overwrite=overwrite) as temporary:
+        tifffile.imwrite(temporary, array, compression="zlib", **options)
+    return Path(path)
+
+
 def write_labels(path: str | Path, labels: np.ndarray, *, overwrite: bool = False) -> Path:
     """Write a label image as a compressed TIFF, refusing to replace a file unless ``overwrite``."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tifffile.imwrite(path, labels, compression="zlib")
-    return path
+    return write_tiff(path, labels, overwrite=overwrite)
 
 
 def write_labels_banded(path: str | Path, labels: Any, dtype: Any, *, overwrite: bool = False, tile: int = 512) -> Path:
     """Write a large ``(H, W)`` label array (e.g. zarr on disk) to a tiled, compressed TIFF, reading
     one band of tile rows at a time."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
     h, w = labels.shape
 
     def tiles() -> Any:
@@ -79,8 +81,8 @@ def write_labels_banded(path: str | Path, labels: Any, dtype: Any, *, overwrite:
             for x in range(0, band.shape[1], tile):
                 yield band[:, x : x + tile]
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tifffile.imwrite(path, tiles(), shape=(h, w), dtype=dtype, tile=(tile, tile), compression="zlib")
+    with atomic_write(path, overwrite=overwrite) as temporary:
+        tifffile.imwrite(temporary, tiles(), shape=(h, w), dtype=dtype, tile=(tile, tile), compression="zlib")
     return path
 
 

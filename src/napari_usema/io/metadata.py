@@ -125,6 +125,10 @@ class CheckpointMetadata:
         unknown = sorted(set(self.postprocess) - known)
         if unknown:
             raise CheckpointError(f"unknown post-process setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        try:
+            self.watershed()  # the values' types and ranges, checked now rather than after inference
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"the stored post-process is invalid: {err}") from None
 
     def watershed(self) -> WatershedConfig:
         """The post-process to start from: the defaults with this model's tuned values applied."""

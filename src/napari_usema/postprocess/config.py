@@ -6,7 +6,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
+from napari_usema._checks import boolean, in_range, one_of
+
 Mode = Literal["watershed", "connected-components"]
+MODES: tuple[Mode, ...] = ("watershed", "connected-components")
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,13 @@ class WatershedConfig:
     foreground_threshold: float = 0.5
     min_size: int = 16
     fill_holes: bool = True
+
+    def __post_init__(self) -> None:
+        one_of("mode", self.mode, MODES)
+        in_range("interior_threshold", self.interior_threshold, 0, 1)
+        in_range("foreground_threshold", self.foreground_threshold, 0, 1)
+        in_range("min_size", self.min_size, 0, integer=True)
+        boolean("fill_holes", self.fill_holes)
 
     def replace(self, **changes: object) -> WatershedConfig:
         return dataclasses.replace(self, **changes)

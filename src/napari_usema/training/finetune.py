@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_usema.io import outputs
 from napari_usema.io.checkpoint import LoadedModel
 from napari_usema.training.data import AugmentConfig, Sample, make_sample
 from napari_usema.training.trainer import TrainingConfig, TrainingProgress, train
@@ -65,11 +66,13 @@ def versioned_path(parent: Path, folder: Path | None = None) -> Path:
 
 
 def check_output(parent: Path | None, out: Path, overwrite: bool) -> None:
-    """Refuse to write over the parent, ever, and over any existing file unless ``overwrite``."""
-    if parent is not None and out.resolve() == parent.resolve():
+    """Refuse to write over the parent, ever, and over any existing file unless ``overwrite``; check
+    that ``out`` names a ``.safetensors`` file in a writable folder (before any training)."""
+    if parent is not None and Path(out).resolve() == Path(parent).resolve():
         raise FinetuneError(f"the fine-tuned model must not replace its parent {parent.name}; choose another --out")
-    if out.exists() and not overwrite:
-        raise FinetuneError(f"{out} exists; pass --overwrite (or choose another name) to replace it")
+    outputs.check_output(
+        out, overwrite=overwrite, inputs=[parent] if parent else [], suffix=".safetensors", what="fine-tuned model"
+    )
 
 
 def make_samples(parent: LoadedModel, pairs: Sequence[CorrectedPair], channel: int | None = None) -> list[Sample]:

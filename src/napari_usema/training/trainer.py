@@ -24,12 +24,14 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from napari_usema._checks import in_range
 from napari_usema.analysis.metrics import instance_f1, semantic_scores
 from napari_usema.inference.devices import autocast
 from napari_usema.inference.predictor import predict_probabilities
 from napari_usema.inference.tiling import TilingConfig
 from napari_usema.io.checkpoint import save_checkpoint
 from napari_usema.io.metadata import CheckpointMetadata
+from napari_usema.io.outputs import atomic_write
 from napari_usema.model import USEMA, build_model
 from napari_usema.postprocess.config import WatershedConfig
 from napari_usema.postprocess.watershed import classes_from_probabilities, instances_from_probabilities
@@ -67,6 +69,21 @@ class TrainingConfig:
     # Stop after this many seconds of training (validation included), whichever of this and ``steps``
     # comes first; the learning-rate schedule follows the same clock. None: steps alone.
     time_budget_s: float | None = None
+
+    def __post_init__(self) -> None:
+        in_range("steps", self.steps, 1, integer=True)
+        in_range("patch", self.patch, 16, integer=True)
+        in_range("batch", self.batch, 1, integer=True)
+        in_range("lr", self.lr, 0, low_open=True)
+        in_range("weight_decay", self.weight_decay, 0)
+        in_range("warmup_steps", self.warmup_steps, 0, integer=True)
+        in_range("grad_clip", self.grad_clip, 0, low_open=True)
+        in_range("foreground_oversample", self.foreground_oversample, 0, 1)
+        in_range("val_every", self.val_every, 0, integer=True)
+        in_range("val_tile", self.val_tile, 16, integer=True)
+        in_range("frozen_encoder_stages", self.frozen_encoder_stages, 0, integer=True)
+        if self.time_budget_s is not None:
+            in_range("time_budget_s", self.time_budget_s, 0, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -233,7 +250,8 @@ class _TrainingRun:
                     "history": self.history,
                     "seconds": time.perf_counter() - self.began,
                 }
-                torch.save(state, output_paths(self.out)[1])
+                with atomic_write(output_paths(self.out)[1], overwrite=True) as temporary:
+                    torch.save(state, temporary)
         barrier(self.world)
         return record
 
