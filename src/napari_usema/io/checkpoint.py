@@ -9,6 +9,7 @@ lives in :func:`napari_usema.io.metadata.migrate_metadata`.
 from __future__ import annotations
 
 import json
+import os
 import struct
 import threading
 from dataclasses import dataclass, field
@@ -73,13 +74,31 @@ def save_checkpoint(path: str | Path, model: USEMA, metadata: CheckpointMetadata
 
 def read_metadata(path: str | Path) -> CheckpointMetadata:
     """Read only the metadata of a ``.safetensors`` checkpoint (fast: the weights stay on disk)."""
-    return CheckpointMetadata.from_dict(_read_header(Path(path)))
+    path = checkpoint_path(path)
+    try:
+        return CheckpointMetadata.from_dict(_read_header(path))
+    except CheckpointError as err:
+        if str(path) in str(err):
+            raise
+        raise CheckpointError(f"{path}: {err}") from None
+
+
+def checkpoint_path(path: Any) -> Path:
+    """``path`` as a ``Path`` to an existing file, or a :class:`CheckpointError` saying what it is instead."""
+    if not isinstance(path, str | os.PathLike):
+        raise CheckpointError(f"a checkpoint is given as a path or a file name, not as {type(path).__name__}")
+    if str(path).strip() in ("", "."):
+        raise CheckpointError("no checkpoint was given (the path is empty)")
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file (.safetensors)")
+    return path
 
 
 def _read_header(path: Path) -> dict[str, Any]:
     """Parse the safetensors header and return our metadata dict, with specific errors."""
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist")
     size = path.stat().st_size
     with path.open("rb") as fh:
         head = fh.read(9)
@@ -87,10 +106,7 @@ def _read_header(path: Path) -> dict[str, Any]:
         # pickle or zip signature (a header length of 128 + 256k also starts with byte 0x80).
         json_header = len(head) == 9 and head[8:9] == b"{"
         if not json_header and (head[:2] == b"PK" or head[:1] == b"\x80"):
-            raise CheckpointError(
-                f"{path} is a pickled PyTorch file, not a .safetensors checkpoint; pickles can carry code, "
-                "so napari-usema loads them only as plain state dicts: rename it to .pt and pass --config"
-            )
+            raise CheckpointError(f"{path} is a pickled PyTorch file, not a .safetensors checkpoint; {PICKLE_ADVICE}")
         if len(head) < 8:
             raise CheckpointError(f"{path} is truncated: {size} bytes is too short for a checkpoint")
         (header_len,) = struct.unpack("<Q", head[:8])
@@ -105,17 +121,38 @@ def _read_header(path: Path) -> dict[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise CheckpointError(f"{path} is not a .safetensors checkpoint (its header is not JSON)") from None
     if not isinstance(header, dict):
-        raise CheckpointError(f"{path} is not a .safetensors checkpoint")
-    data_end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        raise CheckpointError(f"{path} is not a .safetensors checkpoint (its header is not a JSON object)")
+    data_end = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) and o >= 0 for o in offsets)):
+            raise CheckpointError(f"{path} is damaged: the header entry of tensor {name!r} has no valid data_offsets")
+        data_end = max(data_end, offsets[1])
     if 8 + header_len + data_end > size:
         raise CheckpointError(f"{path} is truncated: the tensors need {data_end} bytes, {size - 8 - header_len} are present")
-    meta = (header.get("__metadata__") or {}).get(METADATA_KEY)
+    block = header.get("__metadata__") or {}
+    meta = block.get(METADATA_KEY) if isinstance(block, dict) else None
     if meta is None:
         raise CheckpointError(
-            f"{path} is a .safetensors file but not a napari-usema checkpoint (no '{METADATA_KEY}' metadata); "
-            "load foreign weights as a .pt state dict with an explicit --config"
+            f"{path} is a .safetensors file but not a napari-usema checkpoint (no '{METADATA_KEY}' metadata); {PICKLE_ADVICE}"
         )
-    return json.loads(meta)
+    try:
+        data = json.loads(meta) if isinstance(meta, str) else None
+    except json.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} is damaged: its '{METADATA_KEY}' metadata is not a JSON object")
+    return data
+
+
+# What to do with weights that napari-usema cannot read directly.
+PICKLE_ADVICE = (
+    "convert it in Python: load_checkpoint(PATH.pt, metadata=CheckpointMetadata(config, ...)) reads a plain state "
+    "dict of tensors with the config you give (never unpickling code), and save_checkpoint writes the .safetensors "
+    "file that every napari-usema command reads"
+)
 
 
 def load_checkpoint(
@@ -133,13 +170,13 @@ def load_checkpoint(
         CheckpointError: naming the problem: a missing, truncated, pickled-code or foreign file, or
             a tensor whose name or shape does not fit the config.
     """
-    path = Path(path)
+    path = checkpoint_path(path)
     if path.suffix in (".pt", ".pth"):
         if metadata is None:
-            raise CheckpointError(f"{path.name} is a plain state dict: give its model config (--config) to load it")
+            raise CheckpointError(f"{path.name} is a plain state dict, which holds no model config; {PICKLE_ADVICE}")
         state = _load_state_dict_safely(path)
     else:
-        metadata = CheckpointMetadata.from_dict(_read_header(path))
+        metadata = read_metadata(path)
         try:
             state = load_file(str(path))
         except SafetensorError as err:
@@ -150,8 +187,6 @@ def load_checkpoint(
 
 
 def _load_state_dict_safely(path: Path) -> dict[str, torch.Tensor]:
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
@@ -185,4 +220,12 @@ def load_state_strictly(model: USEMA, state: dict[str, torch.Tensor], source: st
                 f"{source} does not match its config: tensor {name!r} has shape {tuple(tensor.shape)}, "
                 f"the config needs {tuple(own[name].shape)}"
             )
+        if own[name].is_floating_point() and not tensor.is_floating_point():
+            raise CheckpointError(f"{source} is damaged: tensor {name!r} holds {tensor.dtype} values where weights are floats")
+    bad = [name for name, tensor in state.items() if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if bad:
+        raise CheckpointError(
+            f"{source} has NaN or infinite weights in {len(bad)} tensor(s), e.g. {bad[0]!r}: it would find nothing; "
+            "it comes from a training run that diverged, or the file is damaged"
+        )
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)

@@ -167,14 +167,13 @@ class CheckpointMetadata:
                 postprocess=dict(data.get("postprocess", {})),
                 test_scales=tuple(data.get("test_scales", (1.0,))),
             )
+            channels = data["input_channels"]
         except KeyError as err:
             raise CheckpointError(f"checkpoint metadata lacks the field {err.args[0]!r}") from None
-        except (TypeError, ValueError) as err:
+        except (TypeError, ValueError, AttributeError) as err:
             raise CheckpointError(f"checkpoint metadata is invalid: {err}") from None
-        if data["input_channels"] != config.in_channels:
-            raise CheckpointError(
-                f"metadata says {data['input_channels']} input channels but the config has {config.in_channels}"
-            )
+        if channels != config.in_channels:
+            raise CheckpointError(f"metadata says {channels!r} input channels but the config has {config.in_channels}")
         return meta
 
     def with_provenance(self, **changes: Any) -> CheckpointMetadata:
@@ -187,6 +186,8 @@ def migrate_metadata(data: dict[str, Any]) -> dict[str, Any]:
     The one place that knows about old formats. Version 1 is the first; a newer version than this
     code knows is refused rather than guessed at.
     """
+    if not isinstance(data, dict):
+        raise CheckpointError(f"checkpoint metadata must be a JSON object, got {type(data).__name__}")
     version = data.get("format_version")
     if not isinstance(version, int):
         raise CheckpointError("checkpoint metadata has no integer 'format_version'")
