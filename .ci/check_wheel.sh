@@ -11,9 +11,9 @@ python3 -m venv /tmp/usema-wheel-venv
 cd /tmp
 /tmp/usema-wheel-venv/bin/npe2 validate napari-usema
 /tmp/usema-wheel-venv/bin/python - <<'PY'
-import napari_usema.bundled as bundled
+import napari_usema.io.bundled as bundled
 from napari_usema._sample_data import load_colonoscopy, load_nuclei
-from napari_usema.checkpoint import load_checkpoint
+from napari_usema.io.checkpoint import load_checkpoint
 
 folder = bundled.weights_dir()
 assert "site-packages" in str(folder), folder

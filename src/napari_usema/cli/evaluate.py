@@ -31,11 +31,11 @@ def match_files(
     pred_dir: Path, truth_dir: Path, names: list[str] | None
 ) -> tuple[dict[str, tuple[Path, Path]], list[str], list[str]]:
     """Pairs by file stem, plus the stems missing from the predictions and the extra ones."""
-    from napari_usema.io.images import list_images
-
-    preds = {p.stem: p for p in list_images(pred_dir) if not p.stem.endswith("_probabilities")}
-    truths = {p.stem: p for p in list_images(truth_dir)}
+    preds = _by_stem([p for p in _images(pred_dir) if not p.stem.endswith("_probabilities")], "predictions")
+    truths = _by_stem(_images(truth_dir), "truth files")
     if names is not None:
+        if not set(names) & set(truths):
+            raise ValueError(f"none of the {len(names)} listed names is in {truth_dir}, e.g. {names[0]!r} (check --names)")
         truths = {n: truths[n] for n in names if n in truths}
         preds = {n: p for n, p in preds.items() if n in set(names)}
     missing = sorted(set(truths) - set(preds))
@@ -44,14 +44,62 @@ def match_files(
     return pairs, missing, extra
 
 
+def _images(folder: Path) -> list[Path]:
+    from napari_usema.io.images import list_images
+
+    return list_images(folder)
+
+
+def _by_stem(paths: list[Path], what: str) -> dict[str, Path]:
+    """Files by name without extension; two files of one name (``a.tif``, ``a.png``) are an error."""
+    found: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in found:
+            raise ValueError(f"two {what} share the name {path.stem!r}: {found[path.stem].name} and {path.name}; keep one")
+        found[path.stem] = path
+    return found
+
+
+def read_labels(path: Path, what: str):
+    """An integer label image; float, negative or multichannel files get a specific error."""
+    from napari_usema.io.images import read_image
+
+    labels = read_image(path)
+    if labels.ndim == 3 and labels.shape[-1] in (3, 4) and (labels[..., :3] == labels[..., :1]).all():
+        labels = labels[..., 0]  # a mask saved as RGB with identical channels
+    if labels.ndim != 2:
+        raise ValueError(f"{what} {path.name} has shape {labels.shape}; expected a 2-D label image")
+    if labels.dtype == bool:
+        labels = labels.astype(np.uint8)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{what} {path.name} holds {labels.dtype} values; labels are integer ids (0: background)")
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"{what} {path.name} holds negative ids; labels are 0 (background) and up")
+    return labels
+
+
+def choose_task(loaded: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[str, str]:
+    """The task when ``--task`` is not given, and why: class ids are uint8 and few; instance labels are
+    wider (``usema predict`` writes uint16/uint32) or many."""
+    wide = [n for n, (p, _) in loaded.items() if p.dtype != np.uint8]
+    if wide:
+        return "instance", f"{wide[0]} is {loaded[wide[0]][0].dtype}"
+    most = max(len(np.unique(p)) for p, _ in loaded.values())
+    if most > 16:
+        return "instance", f"a uint8 prediction holds {most} distinct ids, more than class maps have"
+    return "semantic", f"every prediction is uint8 with at most {most} distinct ids"
+
+
 def evaluate_pairs(pairs: dict[str, tuple[Path, Path]], task: str | None, tolerance: float, exclude_border: bool = False) -> dict:
     """Per-image scores and their means; with ``exclude_border`` also the challenge's border-free F1."""
     from napari_usema.analysis.metrics import instance_f1, semantic_scores, without_border_objects
-    from napari_usema.io.images import read_image
 
-    loaded = {n: (read_image(p), read_image(t)) for n, (p, t) in pairs.items()}
+    loaded = {n: (read_labels(p, "prediction"), read_labels(t, "truth")) for n, (p, t) in pairs.items()}
     if task is None:
-        task = "semantic" if all(p.dtype == np.uint8 for p, _ in loaded.values()) else "instance"
+        task, why = choose_task(loaded)
+        print(f"scoring as {task}: {why} (--task instance|semantic to choose)", file=sys.stderr)
+    if task == "semantic":
+        loaded = _binary_truth_as_class_one(loaded)
     per_image: dict[str, dict] = {}
     # One class list for every image, so per-class means are over the same classes.
     class_ids = sorted(set().union(*(np.unique(a).tolist() for pair in loaded.values() for a in pair)) - {0}) or [1]
@@ -70,6 +118,16 @@ def evaluate_pairs(pairs: dict[str, tuple[Path, Path]], task: str | None, tolera
         }
         report["excluding_border"] = {"mean": _means(border, task), "per_image": border}
     return report
+
+
+def _binary_truth_as_class_one(loaded: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
+    """Binary truth masks stored as 0/255 against 0/1 predictions: 255 is read as class 1, with a notice."""
+    truth_ids = set().union(*(np.unique(t).tolist() for _, t in loaded.values()))
+    pred_ids = set().union(*(np.unique(p).tolist() for p, _ in loaded.values()))
+    if 255 in truth_ids and truth_ids <= {0, 255} and pred_ids <= {0, 1}:
+        print("truth masks hold 0/255 and predictions 0/1: reading 255 as class 1", file=sys.stderr)
+        return {n: (p, (t > 0).astype(np.uint8)) for n, (p, t) in loaded.items()}
+    return loaded
 
 
 def _means(per_image: dict[str, dict], task: str) -> dict:

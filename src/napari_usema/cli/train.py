@@ -10,6 +10,8 @@ from pathlib import Path
 
 from napari_usema.cli.progress import ProgressBar
 
+BINARIZE_HELP = "semantic masks: read every non-zero id as class 1 (for binary masks stored as 0/255)"
+
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model on a DIR/images + DIR/masks folder (works under torchrun)")
@@ -40,6 +42,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="augmentation: per-channel gain and offset of up to this much, for RGB data from several cameras (default 0)",
     )
     p.add_argument("--no-global-mean", action="store_true", help="ablation: window attention without the mean of V")
+    p.add_argument("--binarize", action="store_true", help=BINARIZE_HELP)
     _add_schedule_options(p, defaults_from="train")
     p.add_argument("--resume", action="store_true", help="continue from OUT's .state.pt if present")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists (never the --init model)")
@@ -54,6 +57,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--out", required=True, type=Path, help="new checkpoint (.safetensors); never the parent")
     f.add_argument("--channel", type=int, help="channel to use for multichannel images")
     f.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    f.add_argument("--binarize", action="store_true", help=BINARIZE_HELP)
     _add_schedule_options(f, defaults_from="finetune")
     f.set_defaults(handler=run_finetune)
 
@@ -166,7 +170,14 @@ def run_train(args: argparse.Namespace) -> int:
         # The lineage: which weights this run started from, and how far they had been trained.
         metadata = metadata.with_provenance(init=str(args.init), init_provenance=_lineage(init.metadata.provenance))
     world = init_world(args.device)
-    load = dict(task=args.task, in_channels=args.in_channels, recipe=recipe, scale=metadata.input_scale)
+    load = dict(
+        task=args.task,
+        in_channels=args.in_channels,
+        recipe=recipe,
+        scale=metadata.input_scale,
+        classes=len(class_names),
+        binarize=args.binarize,
+    )
     train_samples = load_folder(args.data, train_names, **load)
     val_samples = load_folder(args.data, val, **load) if world.is_main else []
     if args.epochs is not None:
@@ -217,7 +228,10 @@ def run_finetune(args: argparse.Namespace) -> int:
     ]
     bar = ProgressBar(schedule.steps, "finetune")
     try:
-        for record in finetune(parent, pairs, args.out, schedule, channel=args.channel, overwrite=args.overwrite):
+        records = finetune(
+            parent, pairs, args.out, schedule, channel=args.channel, overwrite=args.overwrite, binarize=args.binarize
+        )
+        for record in records:
             bar.update(record.step, f"loss {record.loss:.3f}")
     finally:
         bar.close()

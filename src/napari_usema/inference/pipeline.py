@@ -19,6 +19,7 @@ from torch import nn
 
 from napari_usema.inference.channels import ChannelError
 from napari_usema.inference.devices import select_device
+from napari_usema.inference.normalization import count_non_finite, fill_non_finite
 from napari_usema.inference.predictor import ArraySink, ClassSink, ImageSource, InferenceProgress, predict_tiles
 from napari_usema.inference.rescale import resize_image, resize_probabilities, scaled_shape
 from napari_usema.inference.tiling import TilingConfig, batch_count
@@ -102,6 +103,8 @@ def plan_planes(meta: CheckpointMetadata, shape: tuple[int, ...], tiling: Tiling
     """Read the layout and the passes of an image of ``shape``; refuse what cannot be done."""
     layout = infer_layout(shape, meta.input_channels, channel)
     h, w = shape[1:3] if layout.stacked else shape[:2]
+    if h == 0 or w == 0 or (layout.stacked and shape[0] == 0):
+        raise ValueError(f"the image is empty: its shape is {tuple(shape)}")
     factors = meta.test_scales if tiling.scales is None else tiling.scales
     plan = PlanePlan(layout, shape[0] if layout.stacked else 1, (h, w), tuple(meta.input_scale * f for f in factors))
     if plan.large and plan.rescaled:
@@ -141,6 +144,7 @@ def segment(
         keep_probabilities: Also return ``([Z,] K, H, W)`` float32 probabilities (in memory).
         labels_out: Where to write labels (e.g. a memory-mapped TIFF); default a new numpy array.
     """
+    image = _check_arguments(loaded, image, tiling, channel)
     meta = loaded.metadata
     watershed = meta.watershed() if watershed is None else watershed
     plan = plan_planes(meta, tuple(image.shape), tiling, channel)
@@ -165,6 +169,27 @@ def segment(
     return SegmentationResult(labels_out, probs, meta.task, meta.class_names, notes)
 
 
+def _check_arguments(loaded: Any, image: Any, tiling: Any, channel: Any) -> Any:
+    """The image as an array, or a specific error for arguments of the wrong kind."""
+    if not isinstance(loaded, LoadedModel):
+        raise TypeError(f"segment() takes a LoadedModel (load_checkpoint(...)), got {type(loaded).__name__}")
+    if not isinstance(tiling, TilingConfig):
+        raise TypeError(f"tiling must be a TilingConfig, got {type(tiling).__name__}")
+    if channel is not None and (isinstance(channel, bool) or not isinstance(channel, int | np.integer)):
+        raise TypeError(f"channel must be an integer index or None, got {channel!r}")
+    if image is None:
+        raise TypeError("image is None; give an array (numpy, memory-mapped, zarr or dask)")
+    if isinstance(image, list | tuple):
+        image = np.asarray(image)
+    if not (hasattr(image, "shape") and hasattr(image, "dtype") and hasattr(image, "__getitem__")):
+        raise TypeError(f"image must be an array (numpy, memory-mapped, zarr or dask), got {type(image).__name__}")
+    if np.dtype(image.dtype) == bool:
+        image = np.asarray(image, np.uint8)
+    if not (np.issubdtype(np.dtype(image.dtype), np.integer) or np.issubdtype(np.dtype(image.dtype), np.floating)):
+        raise ValueError(f"the image holds {np.dtype(image.dtype)} values; expected integer or floating-point intensities")
+    return image
+
+
 @dataclass(frozen=True)
 class _PlaneJob:
     """The network passes and the post-process of one plane."""
@@ -179,6 +204,18 @@ class _PlaneJob:
     def run(self, plane: Any, labels_out: Any, probabilities: np.ndarray | None, z: int) -> Progress:
         """Write the labels of ``plane`` into ``labels_out`` (and its probabilities into ``probabilities[z]``)."""
         keep = probabilities is not None
+        missing = count_non_finite(plane)
+        if missing:
+            yield InferenceProgress(
+                0, 1, message=f"{missing:,} NaN or infinite pixels read as the image's background (its low percentile)"
+            )
+        if self._source(plane).stats.constant:  # nothing to find, and nothing to run the network on
+            labels_out[:] = 0
+            if keep:
+                probabilities[z] = 0
+                probabilities[z, 0] = 1  # background
+            yield InferenceProgress(1, 1, message="no contrast: every pixel has the same value, so there are no objects")
+            return
         if self.plan.rescaled or (not self.plan.large and (keep or self.meta.task == "instance")):
             probs = yield from self._probabilities(plane)  # (K, H, W)
             if keep:
@@ -199,7 +236,9 @@ class _PlaneJob:
         totals = [batch_count(size, self.tiling) for size in sizes]
         probs: np.ndarray | None = None  # the first pass, then the sum of all passes
         for i, scale in enumerate(self.plan.scales):
-            source = self._source(plane if scale == 1 else resize_image(np.asarray(plane), scale))
+            # Resizing would spread NaN to its neighbours: fill it first, as normalisation would.
+            resized = plane if scale == 1 else resize_image(fill_non_finite(plane, self.meta.normalization), scale)
+            source = self._source(resized)
             sink = ArraySink(self.meta.config.out_channels, source.shape)
             for p in predict_tiles(self.network, source, sink, self.tiling):
                 # One progress count across all passes, so a bar fills once.

@@ -64,6 +64,8 @@ def save_checkpoint(path: str | Path, model: USEMA, metadata: CheckpointMetadata
     tensors = {}
     for name, tensor in model.state_dict().items():
         tensor = tensor.detach().cpu().contiguous()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"refusing to save {path.name}: tensor {name!r} holds NaN or infinite weights")
         tensors[name] = tensor.half() if half and tensor.is_floating_point() else tensor
     data = save(tensors, metadata={METADATA_KEY: json.dumps(metadata.to_dict())})
     # Whole or not at all, with the umask's permissions (safetensors' own writer makes files 0600).

@@ -49,16 +49,16 @@ def make_sample(
     channel: int | None = None,
     region: np.ndarray | None = None,
     scale: float = 1.0,
+    classes: int | None = None,
+    binarize: bool = False,
 ) -> Sample:
     """Build a :class:`Sample` from a raw image ``(H, W[, C])`` and its masks ``(H, W)``.
 
     ``scale`` resizes all three first (the model's ``input_scale``), exactly as inference will.
+    ``classes`` (semantic tasks): the model's class count, which the mask ids must fit; ``binarize``
+    makes every non-zero id class 1 (for masks stored as 0/255).
     """
-    labels = np.asarray(labels)
-    if labels.ndim == 3 and labels.shape[-1] in (3, 4):  # masks saved as RGB: identical channels
-        labels = labels[..., 0]
-    if labels.shape != image.shape[:2]:
-        raise ValueError(f"{name}: masks {labels.shape} do not match the image {image.shape[:2]}")
+    labels = check_labels(name, labels, np.asarray(image).shape[:2], task, classes, binarize)
     if scale != 1:
         image = resize_image(image, scale)
         labels = resize_labels(labels, image.shape[:2])
@@ -70,6 +70,42 @@ def make_sample(
     return Sample(name, chw, target, labels, region)
 
 
+def check_labels(
+    name: str, labels: np.ndarray, shape: tuple[int, ...], task: str, classes: int | None = None, binarize: bool = False
+) -> np.ndarray:
+    """Masks as a ``(H, W)`` integer array that fits the task, or a ``ValueError`` saying what is wrong
+    and what to do. RGB masks with identical channels are read as one."""
+    labels = np.asarray(labels)
+    if labels.ndim == 3 and labels.shape[-1] in (3, 4) and labels.shape[:2] == tuple(shape):
+        if not (labels[..., :3] == labels[..., :1]).all():
+            raise ValueError(f"{name}: the masks are a colour image with different channels; save one id per pixel")
+        labels = labels[..., 0]
+    if labels.shape != tuple(shape):
+        raise ValueError(f"{name}: labels {labels.shape} do not match the image {tuple(shape)}: give one 2-D mask per image")
+    if labels.dtype == bool:
+        labels = labels.astype(np.uint8)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{name}: the labels are {labels.dtype}; masks hold integer ids (save them as uint8 or uint16)")
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"{name}: the labels hold negative ids ({int(labels.min())}); ids are 0 (background) and up")
+    if task != "semantic":
+        return labels
+    if binarize:
+        return (labels > 0).astype(np.uint8)
+    ids = np.unique(labels)
+    if classes is not None and ids.max() >= classes:
+        found = ", ".join(str(int(i)) for i in ids[:8]) + (", ..." if len(ids) > 8 else "")
+        hint = (
+            "masks stored as 0/255: pass --binarize to read every non-zero id as class 1"
+            if set(ids.tolist()) <= {0, 255} and classes == 2
+            else f"{len(ids)} distinct ids look like instance labels; train an instance model (--task instance)"
+            if len(ids) > classes + 1
+            else "give class ids only"
+        )
+        raise ValueError(f"{name}: the masks hold ids {found}; this model's classes are 0..{classes - 1}: {hint}")
+    return labels
+
+
 def load_folder(
     data_dir: str | Path,
     names: Sequence[str] | None,
@@ -78,8 +114,11 @@ def load_folder(
     in_channels: int,
     recipe: NormalizationRecipe,
     scale: float = 1.0,
+    classes: int | None = None,
+    binarize: bool = False,
 ) -> list[Sample]:
-    """Load the pairs of a ``DIR/images`` + ``DIR/masks`` folder, optionally only ``names``."""
+    """Load the pairs of a ``DIR/images`` + ``DIR/masks`` folder, optionally only ``names`` (see
+    :func:`make_sample` for ``classes`` and ``binarize``)."""
     pairs = find_pairs(data_dir)
     if names is not None:
         unknown = sorted(set(names) - set(pairs))
@@ -87,7 +126,17 @@ def load_folder(
             raise ValueError(f"{len(unknown)} listed names are not in {data_dir}, e.g. {unknown[0]}")
         pairs = {n: pairs[n] for n in names}
     return [
-        make_sample(n, read_image(i), read_image(m), task=task, in_channels=in_channels, recipe=recipe, scale=scale)
+        make_sample(
+            n,
+            read_image(i),
+            read_image(m),
+            task=task,
+            in_channels=in_channels,
+            recipe=recipe,
+            scale=scale,
+            classes=classes,
+            binarize=binarize,
+        )
         for n, (i, m) in pairs.items()
     ]
 

@@ -75,7 +75,9 @@ def check_output(parent: Path | None, out: Path, overwrite: bool) -> None:
     )
 
 
-def make_samples(parent: LoadedModel, pairs: Sequence[CorrectedPair], channel: int | None = None) -> list[Sample]:
+def make_samples(
+    parent: LoadedModel, pairs: Sequence[CorrectedPair], channel: int | None = None, binarize: bool = False
+) -> list[Sample]:
     """Turn corrected pairs into training samples, checking each has something to learn from."""
     meta = parent.metadata
     samples = []
@@ -102,6 +104,8 @@ def make_samples(parent: LoadedModel, pairs: Sequence[CorrectedPair], channel: i
                 channel=channel,
                 region=region,
                 scale=meta.input_scale,
+                classes=len(meta.class_names),
+                binarize=binarize,
             )
         )
     if not samples:
@@ -117,6 +121,7 @@ def finetune(
     *,
     channel: int | None = None,
     overwrite: bool = False,
+    binarize: bool = False,
 ) -> Iterator[TrainingProgress]:
     """Train a copy of ``parent`` on ``pairs`` and save it to ``out`` with provenance naming the parent.
 
@@ -124,7 +129,7 @@ def finetune(
     """
     out = Path(out)
     check_output(parent.path, out, overwrite)
-    samples = make_samples(parent, pairs, channel)
+    samples = make_samples(parent, pairs, channel, binarize)
     model = copy.deepcopy(parent.model).train()
     metadata = parent.metadata.with_provenance(
         parent=str(parent.path) if parent.path else None,

@@ -86,6 +86,10 @@ class TrainingConfig:
             in_range("time_budget_s", self.time_budget_s, 0, low_open=True)
 
 
+class DivergedError(ValueError):
+    """The loss stopped being finite; nothing of the diverged steps was saved."""
+
+
 @dataclass(frozen=True)
 class TrainingProgress:
     """One training step; ``val_metric`` is set on the steps that validated."""
@@ -228,6 +232,13 @@ class _TrainingRun:
         with autocast(self.device):
             outputs = self.net(images, deep_supervision=self.metadata.config.deep_supervision)
         loss = deep_supervision_loss(outputs if isinstance(outputs, list) else [outputs], targets, weights)
+        if not bool(torch.isfinite(loss)):
+            # Stop before the step: one NaN gradient would make every weight NaN. The model it started
+            # from is untouched (fine-tuning trains a copy), and no checkpoint of this run is NaN.
+            raise DivergedError(
+                f"the loss became {float(loss)} at step {step + 1}; stopped without saving this step. "
+                "Check the images and labels for NaN or extreme values, or lower the learning rate"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.trainable, self.config.grad_clip)
