@@ -232,11 +232,11 @@ class _TrainingRun:
         with autocast(self.device):
             outputs = self.net(images, deep_supervision=self.metadata.config.deep_supervision)
         loss = deep_supervision_loss(outputs if isinstance(outputs, list) else [outputs], targets, weights)
-        if not bool(torch.isfinite(loss)):
+        if not bool(torch.isfinite(loss.detach())):
             # Stop before the step: one NaN gradient would make every weight NaN. The model it started
             # from is untouched (fine-tuning trains a copy), and no checkpoint of this run is NaN.
             raise DivergedError(
-                f"the loss became {float(loss)} at step {step + 1}; stopped without saving this step. "
+                f"the loss became {float(loss.detach())} at step {step + 1}; stopped without saving this step. "
                 "Check the images and labels for NaN or extreme values, or lower the learning rate"
             )
         self.optimizer.zero_grad(set_to_none=True)
