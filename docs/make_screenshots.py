@@ -51,7 +51,8 @@ def main() -> None:
 
     widget.tabs.setCurrentIndex(1)
     widget.postprocess.interior.value = 0.7
-    widget.postprocess.apply()
+    widget.postprocess.apply()  # re-tuning runs on a worker thread
+    wait(app, lambda: widget.postprocess.worker is None)
     app.processEvents()
     shoot(viewer, "postprocess.png")
 
