@@ -125,3 +125,13 @@ def test_the_pipeline_returns_labels_or_a_clear_value_error(image: np.ndarray) -
     assert result.labels.shape == tuple(expected)
     assert result.labels.dtype in (np.uint16, np.uint32)
     assert np.isfinite(result.probabilities).all()
+
+
+def test_no_contrast_is_confirmed_on_every_pixel_when_the_sample_is_strided() -> None:
+    """A 2100² frame is measured on every 2nd pixel; one bright pixel off that grid is still contrast."""
+    from napari_usema.inference.normalization import measure
+
+    frame = np.zeros((1, 2100, 2100), np.uint8)
+    assert measure(frame, NormalizationRecipe()).constant
+    frame[0, 1001, 1001] = 200  # odd row and column: the stride-2 sample never sees it
+    assert not measure(frame, NormalizationRecipe()).constant

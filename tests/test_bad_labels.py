@@ -96,7 +96,7 @@ def test_two_truth_files_of_one_name_are_refused(folders, capsys) -> None:
 
 @pytest.mark.parametrize(
     ("pred_labels", "message"),
-    [(square(1, np.float32), "holds float32 values"), (square(-2, np.int16), "negative ids")],
+    [(square(1, np.float32), "prediction a.tif: the labels are float32"), (square(-2, np.int16), "negative ids")],
     ids=["float", "negative"],
 )
 def test_unusable_predictions_are_refused(folders, capsys, pred_labels: np.ndarray, message: str) -> None:
@@ -136,3 +136,12 @@ def test_truth_stored_as_0_255_is_read_as_class_one(folders, tmp_path: Path, cap
     assert evaluate(pred, truth, "--task", "semantic", "--json", str(tmp_path / "r.json")) == 0
     assert "reading 255 as class 1" in capsys.readouterr().err
     assert json.loads((tmp_path / "r.json").read_text())["mean"]["dsc"]["mean"] == 1.0
+
+
+def test_the_json_report_is_checked_before_scoring(folders, tmp_path: Path, capsys) -> None:
+    pred, truth = folders
+    tifffile.imwrite(pred / "a.tif", square(1, np.uint16))
+    tifffile.imwrite(truth / "a.tif", square(1, np.uint16))
+    assert evaluate(pred, truth, "--json", str(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert "is a folder" in err and "mean" not in err

@@ -62,20 +62,9 @@ def _by_stem(paths: list[Path], what: str) -> dict[str, Path]:
 
 def read_labels(path: Path, what: str):
     """An integer label image; float, negative or multichannel files get a specific error."""
-    from napari_usema.io.images import read_image
+    from napari_usema.io.images import as_label_image, read_image
 
-    labels = read_image(path)
-    if labels.ndim == 3 and labels.shape[-1] in (3, 4) and (labels[..., :3] == labels[..., :1]).all():
-        labels = labels[..., 0]  # a mask saved as RGB with identical channels
-    if labels.ndim != 2:
-        raise ValueError(f"{what} {path.name} has shape {labels.shape}; expected a 2-D label image")
-    if labels.dtype == bool:
-        labels = labels.astype(np.uint8)
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"{what} {path.name} holds {labels.dtype} values; labels are integer ids (0: background)")
-    if labels.size and labels.min() < 0:
-        raise ValueError(f"{what} {path.name} holds negative ids; labels are 0 (background) and up")
-    return labels
+    return as_label_image(read_image(path), f"{what} {path.name}")
 
 
 def choose_task(loaded: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[str, str]:
@@ -144,10 +133,12 @@ def _means(per_image: dict[str, dict], task: str) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from napari_usema._checks import in_range
-    from napari_usema.io.outputs import atomic_write
+    from napari_usema.io.outputs import atomic_write, check_output
     from napari_usema.training.data import read_name_list
 
     in_range("--tolerance", args.tolerance, 0)
+    if args.json:
+        check_output(args.json, overwrite=True, suffix=".json", what="--json report")
     names = read_name_list(args.names) if args.names else None
     pairs, missing, extra = match_files(args.pred, args.truth, names)
     for stem in missing:

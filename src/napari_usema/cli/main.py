@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 from napari_usema import __version__
 from napari_usema.cli import bench, demo, dispersion, evaluate, info, predict, train
@@ -39,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``usema``; returns the exit status (0 ok, 1 failed job, 2 bad input, 130/143 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _exit_cleanly_on_sigterm()
+    previous = _exit_cleanly_on_sigterm()
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
@@ -52,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Every engine error class derives from one of these and carries a specific message.
         print(f"usema {args.command}: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 class _Terminated(BaseException):
@@ -59,12 +63,16 @@ class _Terminated(BaseException):
     removed on the way out as for Ctrl+C."""
 
 
-def _exit_cleanly_on_sigterm() -> None:
+def _exit_cleanly_on_sigterm() -> Any:
+    """Turn SIGTERM into :class:`_Terminated` for this run; returns the handler to restore (None off the
+    main thread, where signal handlers cannot be set)."""
+
     def raise_terminated(signum: int, frame: object) -> None:
         raise _Terminated()
 
-    if threading.current_thread() is threading.main_thread():  # signal handlers live on the main thread only
-        signal.signal(signal.SIGTERM, raise_terminated)
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, raise_terminated)
 
 
 if __name__ == "__main__":

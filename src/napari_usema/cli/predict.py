@@ -6,10 +6,14 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from napari_usema.cli.progress import ProgressBar
 from napari_usema.inference.tiling import TilingConfig
 from napari_usema.postprocess.config import WatershedConfig
+
+if TYPE_CHECKING:
+    from napari_usema.io.checkpoint import LoadedModel
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -100,7 +104,7 @@ def plan_outputs(files: list[Path], args: argparse.Namespace) -> dict[Path, list
         OutputError: an output is an input file (never replaced), a folder, exists without
             ``--overwrite``, or cannot be written.
     """
-    from napari_usema.io.outputs import check_output
+    from napari_usema.io.outputs import check_output, refuse_inputs
 
     if args.overwrite and args.skip_existing:
         raise ValueError("--overwrite and --skip-existing contradict each other: choose one")
@@ -110,8 +114,9 @@ def plan_outputs(files: list[Path], args: argparse.Namespace) -> dict[Path, list
         if args.skip_existing and all(o.exists() for o in outputs):
             continue
         for o in outputs:
-            check_output(o, overwrite=args.overwrite or args.skip_existing, inputs=files, what="output")
+            check_output(o, overwrite=args.overwrite or args.skip_existing, what="output")
         planned[f] = outputs
+    refuse_inputs([o for outputs in planned.values() for o in outputs], files)
     return planned
 
 
@@ -137,16 +142,17 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_checkpoint(resolve_model(args.model))
     watershed = chosen_watershed(loaded.metadata.watershed(), args)
     failed: list[str] = []
-    for path in list(planned):  # every input checked before any work: shape, axes, channels, tile
+    mine = []
+    for path in shard(list(planned), world):  # this rank's inputs, checked before any work
         try:
             check_input(loaded, path, tiling, args)
+            mine.append(path)
         except (ValueError, OSError) as err:
             failed.append(f"{path}: {err}")
-            del planned[path]
-    if not planned and failed:
+    if not mine and failed:
         shutdown(world)
         raise ValueError(failed[0] if len(failed) == 1 else f"none of the {len(failed)} inputs can be segmented: {failed[0]}")
-    mine = shard(list(planned), world)
+    rejected = len(failed)
     bar = ProgressBar(len(mine), f"predict (rank {world.rank})" if world.distributed else "predict", unit="batch")
     try:
         for line in failed:
@@ -166,14 +172,14 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
         shutdown(world)
     if failed:
-        print(f"usema predict: {len(failed)} of {len(files) - skipped} input(s) failed:", file=sys.stderr)
+        print(f"usema predict: {len(failed)} of {len(mine) + rejected} input(s) failed:", file=sys.stderr)
         for line in failed:
             print(f"  {line}", file=sys.stderr)
         return 1
     return 0
 
 
-def check_input(loaded, path: Path, tiling: TilingConfig, args: argparse.Namespace) -> None:
+def check_input(loaded: LoadedModel, path: Path, tiling: TilingConfig, args: argparse.Namespace) -> None:
     """Everything about ``path`` that can be checked without running the network (the file is read lazily)."""
     from napari_usema.inference.channels import plan_channels
     from napari_usema.inference.pipeline import LARGE_PLANE_PIXELS, plan_planes
@@ -192,7 +198,7 @@ def check_input(loaded, path: Path, tiling: TilingConfig, args: argparse.Namespa
 
 
 def _predict_one(
-    loaded,
+    loaded: LoadedModel,
     path: Path,
     outputs: list[Path],
     tiling: TilingConfig,

@@ -51,12 +51,32 @@ class IntensityStats:
         return np.clip(out, -INPUT_LIMIT, INPUT_LIMIT, out=out)
 
 
-def _subsample(channel_first: Any) -> np.ndarray:
-    """A strided view of a ``(C, H, W)`` array with at most ~_MAX_STAT_PIXELS pixels per channel."""
+def _stride(channel_first: Any) -> int:
+    """The stride that leaves at most ~_MAX_STAT_PIXELS pixels per channel of a ``(C, H, W)`` array."""
     h, w = channel_first.shape[-2:]
-    step = max(1, int(np.ceil(np.sqrt(h * w / _MAX_STAT_PIXELS))))
+    return max(1, int(np.ceil(np.sqrt(h * w / _MAX_STAT_PIXELS))))
+
+
+def _subsample(channel_first: Any, step: int) -> np.ndarray:
+    """A strided view of a ``(C, H, W)`` array, as float32."""
     with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf: missing, like NaN
         return np.asarray(channel_first[:, ::step, ::step], dtype=np.float32)
+
+
+def _is_constant(channel_first: Any, low: np.ndarray, high: np.ndarray, step: int, rows: int = 1024) -> bool:
+    """Whether every channel of ``(C, H, W)`` holds one value: the sample's answer, confirmed on every
+    pixel (band by band) where the sample was strided and could have missed a few bright objects."""
+    if not (high == low).all():
+        return False
+    if step == 1:
+        return True
+    for y in range(0, channel_first.shape[1], rows):
+        with np.errstate(over="ignore"):
+            block = np.asarray(channel_first[:, y : y + rows], dtype=np.float32)
+        finite = np.isfinite(block)
+        if (finite & (block != low[:, None, None].astype(np.float32))).any():
+            return False
+    return True
 
 
 def measure(image: Any, recipe: NormalizationRecipe) -> IntensityStats:
@@ -67,7 +87,8 @@ def measure(image: Any, recipe: NormalizationRecipe) -> IntensityStats:
     Raises:
         ValueError: when a channel has no finite pixel at all.
     """
-    sample = _subsample(image)
+    step = _stride(image)
+    sample = _subsample(image, step)
     c = sample.shape[0]
     flat = sample.reshape(c, -1)
     finite = np.isfinite(flat)
@@ -88,7 +109,7 @@ def measure(image: Any, recipe: NormalizationRecipe) -> IntensityStats:
     else:
         offset, scale = np.zeros(c), np.ones(c)
     scale = np.where(scale > 0, scale, 1.0)  # a constant channel must not divide by zero
-    constant = bool((highest == lowest).all())
+    constant = _is_constant(image, lowest, highest, step)
     return IntensityStats(offset.astype(np.float32), scale.astype(np.float32), constant)
 
 
@@ -103,20 +124,20 @@ def count_non_finite(array: Any, rows: int = 1024) -> int:
         )
 
 
-def fill_non_finite(plane: np.ndarray, recipe: NormalizationRecipe) -> np.ndarray:
-    """An in-memory ``(H, W[, C])`` plane with NaN/inf replaced by each channel's low percentile, as
-    :meth:`IntensityStats.apply` does per tile (needed before resizing, which would spread them)."""
+def fill_non_finite(plane: np.ndarray, stats: IntensityStats, pick: tuple[int, ...]) -> np.ndarray:
+    """An in-memory ``(H, W[, C])`` plane with NaN/inf replaced as :meth:`IntensityStats.apply` replaces
+    them in tiles (by each channel's ``offset``, which maps to 0), for a pass that resizes the plane
+    first: resizing would spread them. ``pick``: the source channel of each model channel."""
     plane = np.asarray(plane)
     if not np.issubdtype(plane.dtype, np.floating) or np.isfinite(plane).all():
         return plane
     channels = plane[..., None] if plane.ndim == 2 else plane
-    out = channels.astype(np.float32, copy=True)
-    for ch in range(out.shape[-1]):
-        values = out[..., ch]
-        finite = np.isfinite(values)
-        if finite.any():
-            low = np.percentile(values[finite], recipe.low if recipe.method == "percentile" else 0)
-            values[~finite] = low
+    fill = np.zeros(channels.shape[-1], np.float32)
+    for model_channel, source_channel in enumerate(pick):
+        fill[source_channel if plane.ndim == 3 else 0] = stats.offset[model_channel]
+    with np.errstate(over="ignore"):
+        out = channels.astype(np.float32)
+    out = np.where(np.isfinite(out), out, fill)
     return out[..., 0] if plane.ndim == 2 else out
 
 

@@ -204,12 +204,12 @@ class _PlaneJob:
     def run(self, plane: Any, labels_out: Any, probabilities: np.ndarray | None, z: int) -> Progress:
         """Write the labels of ``plane`` into ``labels_out`` (and its probabilities into ``probabilities[z]``)."""
         keep = probabilities is not None
+        source = self._source(plane)  # the plane's statistics, measured once
         missing = count_non_finite(plane)
         if missing:
-            yield InferenceProgress(
-                0, 1, message=f"{missing:,} NaN or infinite pixels read as the image's background (its low percentile)"
-            )
-        if self._source(plane).stats.constant:  # nothing to find, and nothing to run the network on
+            note = f"{missing:,} NaN or infinite pixels read as the image's background level (what normalisation maps to 0)"
+            yield InferenceProgress(0, 1, message=note)
+        if source.stats.constant:  # nothing to find, and nothing to run the network on
             labels_out[:] = 0
             if keep:
                 probabilities[z] = 0
@@ -217,30 +217,32 @@ class _PlaneJob:
             yield InferenceProgress(1, 1, message="no contrast: every pixel has the same value, so there are no objects")
             return
         if self.plan.rescaled or (not self.plan.large and (keep or self.meta.task == "instance")):
-            probs = yield from self._probabilities(plane)  # (K, H, W)
+            probs = yield from self._probabilities(plane, source)  # (K, H, W)
             if keep:
                 probabilities[z] = probs
             self._labels_from(probs, labels_out)
         elif self.meta.task == "semantic":  # class ids streamed straight into the output
-            yield from predict_tiles(self.network, self._source(plane), ClassSink(labels_out), self.tiling)
+            yield from predict_tiles(self.network, source, ClassSink(labels_out), self.tiling)
         else:
-            yield from self._instances_on_disk(plane, labels_out)
+            yield from self._instances_on_disk(source, labels_out)
 
     def _source(self, plane: Any) -> ImageSource:
         return ImageSource.prepare(plane, self.meta.input_channels, self.meta.normalization, self.channel)
 
-    def _probabilities(self, plane: Any) -> Generator[InferenceProgress, None, np.ndarray]:
-        """``(K, H, W)`` probabilities of the plane, averaged over each pass's resize factor."""
+    def _probabilities(self, plane: Any, source: ImageSource) -> Generator[InferenceProgress, None, np.ndarray]:
+        """``(K, H, W)`` probabilities of the plane, averaged over each pass's resize factor; ``source``:
+        the plane as it is, for a pass at scale 1."""
         shape = self.plan.shape
         sizes = [scaled_shape(shape, s) for s in self.plan.scales]
         totals = [batch_count(size, self.tiling) for size in sizes]
         probs: np.ndarray | None = None  # the first pass, then the sum of all passes
         for i, scale in enumerate(self.plan.scales):
-            # Resizing would spread NaN to its neighbours: fill it first, as normalisation would.
-            resized = plane if scale == 1 else resize_image(fill_non_finite(plane, self.meta.normalization), scale)
-            source = self._source(resized)
-            sink = ArraySink(self.meta.config.out_channels, source.shape)
-            for p in predict_tiles(self.network, source, sink, self.tiling):
+            this_pass = source
+            if scale != 1:  # resizing would spread NaN to its neighbours: fill it first, as tiles are filled
+                filled = fill_non_finite(plane, source.stats, source.plan.pick)
+                this_pass = self._source(resize_image(filled, scale))
+            sink = ArraySink(self.meta.config.out_channels, this_pass.shape)
+            for p in predict_tiles(self.network, this_pass, sink, self.tiling):
                 # One progress count across all passes, so a bar fills once.
                 yield InferenceProgress(sum(totals[:i]) + p.done, sum(totals), message=p.message)
             resized = resize_probabilities(sink.out, shape)
@@ -257,9 +259,8 @@ class _PlaneJob:
         else:
             instances(quantise(probs[1]), quantise(probs[1] + probs[2]), labels_out, self.watershed)
 
-    def _instances_on_disk(self, plane: Any, labels_out: Any) -> Progress:
+    def _instances_on_disk(self, source: ImageSource, labels_out: Any) -> Progress:
         """Stream uint8 interior and foreground probabilities to disk, then label them band by band."""
-        source = self._source(plane)
         with tempfile.TemporaryDirectory(prefix="usema-") as tmp:
             interior = disk_array(Path(tmp) / "interior.zarr", source.shape, np.uint8)
             foreground = disk_array(Path(tmp) / "foreground.zarr", source.shape, np.uint8)

@@ -42,6 +42,8 @@ class LoadedModel:
 
     def on(self, device: torch.device) -> USEMA:
         """The network on ``device``: :attr:`model` where it lives there, else a copy made once."""
+        if device.type == "cuda" and device.index is None:  # "cuda" and "cuda:0" are one GPU, one copy
+            device = torch.device("cuda", torch.cuda.current_device())
         with self._lock:
             if device not in self._copies:
                 self._copies[device] = on_device(self.model, device)

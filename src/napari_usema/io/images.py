@@ -56,6 +56,28 @@ def _read_tiff(path: Path, lazy: bool) -> Any:
         return zarr.open(store, mode="r")
 
 
+def as_label_image(labels: Any, name: str) -> np.ndarray:
+    """``labels`` as a 2-D integer array of ids (0: background), or a ``ValueError`` naming ``name``.
+
+    A mask saved as RGB(A) with identical channels reads as one channel and a bool mask as 0/1; a colour
+    image with different channels, another number of dimensions, float or negative values are refused.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim == 3 and labels.shape[-1] in (3, 4):
+        if not (labels[..., :3] == labels[..., :1]).all():
+            raise ValueError(f"{name}: the masks are a colour image with different channels; save one id per pixel")
+        labels = labels[..., 0]
+    if labels.ndim != 2:
+        raise ValueError(f"{name}: labels of shape {labels.shape}; expected one 2-D label image")
+    if labels.dtype == bool:
+        labels = labels.astype(np.uint8)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{name}: the labels are {labels.dtype}; masks hold integer ids (save them as uint8 or uint16)")
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"{name}: the labels hold negative ids ({int(labels.min())}); ids are 0 (background) and up")
+    return labels
+
+
 def write_tiff(path: str | Path, array: np.ndarray, *, overwrite: bool = False, **options: Any) -> Path:
     """Write an array as a zlib-compressed TIFF, whole or not at all (``atomic_write``), refusing to
     replace a file unless ``overwrite``; ``options`` go to ``tifffile.imwrite``."""

@@ -68,16 +68,36 @@ def atomic_write(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
     try:
         yield temporary
-        os.chmod(temporary, 0o666 & ~_umask())
+        os.chmod(temporary, 0o666 & ~_UMASK)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
 
 
-def _umask() -> int:
-    current = os.umask(0o022)
+def _read_umask() -> int:
+    current = os.umask(0o022)  # the only way to read it is to set it: done once, at import
     os.umask(current)
     return current
+
+
+_UMASK = _read_umask()
+
+
+def refuse_inputs(outputs: Iterable[str | Path], inputs: Iterable[str | Path]) -> None:
+    """Refuse any output that is one of ``inputs`` (the same file, by device and inode): inputs are never
+    overwritten. One pass over each list, for runs over many files."""
+    identities = {_identity(Path(p)) for p in inputs} - {None}
+    for path in outputs:
+        if _identity(Path(path)) in identities:
+            raise OutputError(f"the output {path} is an input of this run; inputs are never overwritten: choose another --out")
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -129,11 +129,19 @@ def count_parameters(model: nn.Module) -> int:
 
 def on_device(model: nn.Module, device: torch.device) -> nn.Module:
     """``model`` itself if its weights are on ``device``, else a copy there. The given network is
-    never moved: another thread may be running it."""
+    never moved: another thread may be running it.
+
+    A USEMA copy is built from its config and filled from the weights, so a GPU-to-CPU copy (the
+    fallback after running out of GPU memory) allocates nothing more on the GPU.
+    """
     weight = next(model.parameters(), None)
     if weight is None:  # nothing to move (a function wrapped as a module)
         return model
     current = weight.device
     if current == device or (device.index is None and current.type == device.type):
         return model
+    if isinstance(model, USEMA):
+        twin = USEMA(model.config).to(device)
+        twin.load_state_dict(model.state_dict())
+        return twin.train(model.training)
     return copy.deepcopy(model).to(device)

@@ -138,9 +138,12 @@ def fill_holes(labels: Any, *, band: int = BAND) -> None:
             continue
         ids = regions[ys, xs]
         found.append((r0 + ys, xs, ids))
+        # The band and one row on each side, read once (enclosed regions never touch the image edge,
+        # so all their 8-neighbours lie inside the image and inside these rows).
+        top = max(r0 - 1, 0)
+        around = np.asarray(labels[top : min(r0 + band + 1, h)]).astype(np.int64)
         for dy, dx in ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)):
-            # Enclosed regions never touch the image edge, so their neighbours lie inside the image.
-            nb = _gather(labels, r0 + ys + dy, xs + dx)
+            nb = around[r0 - top + ys + dy, xs + dx]
             np.maximum.at(hi, ids, nb)
             np.minimum.at(lo, ids, np.where(nb > 0, nb, big))
     fill = np.where((hi == lo) & (hi > 0), hi, 0)
@@ -152,12 +155,6 @@ def fill_holes(labels: Any, *, band: int = BAND) -> None:
             rows = np.asarray(labels[y0:y1]).copy()
             rows[ys[add] - y0, xs[add]] = fill[ids[add]]
             labels[y0:y1] = rows
-
-
-def _gather(labels: Any, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """``labels[ys, xs]`` as int64, reading only the rows involved (``labels`` may live on disk)."""
-    y0, y1 = int(ys.min()), int(ys.max()) + 1
-    return np.asarray(labels[y0:y1]).astype(np.int64)[ys - y0, xs]
 
 
 def classes_from_probabilities(probs: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from skimage import segmentation
 from napari_usema.inference.channels import plan_channels
 from napari_usema.inference.normalization import normalize
 from napari_usema.inference.rescale import resize_image, resize_labels
-from napari_usema.io.images import find_pairs, read_image
+from napari_usema.io.images import as_label_image, find_pairs, read_image
 from napari_usema.io.metadata import NormalizationRecipe
 
 
@@ -76,18 +76,9 @@ def check_labels(
     """Masks as a ``(H, W)`` integer array that fits the task, or a ``ValueError`` saying what is wrong
     and what to do. RGB masks with identical channels are read as one."""
     labels = np.asarray(labels)
-    if labels.ndim == 3 and labels.shape[-1] in (3, 4) and labels.shape[:2] == tuple(shape):
-        if not (labels[..., :3] == labels[..., :1]).all():
-            raise ValueError(f"{name}: the masks are a colour image with different channels; save one id per pixel")
-        labels = labels[..., 0]
-    if labels.shape != tuple(shape):
+    if labels.shape[:2] != tuple(shape) or labels.ndim > 3:
         raise ValueError(f"{name}: labels {labels.shape} do not match the image {tuple(shape)}: give one 2-D mask per image")
-    if labels.dtype == bool:
-        labels = labels.astype(np.uint8)
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"{name}: the labels are {labels.dtype}; masks hold integer ids (save them as uint8 or uint16)")
-    if labels.size and labels.min() < 0:
-        raise ValueError(f"{name}: the labels hold negative ids ({int(labels.min())}); ids are 0 (background) and up")
+    labels = as_label_image(labels, name)
     if task != "semantic":
         return labels
     if binarize:
