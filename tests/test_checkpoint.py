@@ -143,8 +143,23 @@ def test_version_1_metadata_reads_as_full_resolution(tiny_checkpoint: tuple) -> 
     data = tiny_checkpoint[2].to_dict()
     data["format_version"] = 1
     del data["input_scale"]
+    del data["object_diameter"]
     migrated = CheckpointMetadata.from_dict(data)
-    assert migrated.input_scale == 1.0 and migrated.to_dict()["format_version"] == 2
+    assert migrated.input_scale == 1.0 and migrated.to_dict()["format_version"] == 3
+    assert migrated.object_diameter is None
+
+
+def test_version_2_metadata_has_no_object_diameter_and_format_3_keeps_it(tmp_path: Path, tiny_checkpoint: tuple) -> None:
+    data = tiny_checkpoint[2].to_dict()
+    data["format_version"] = 2
+    del data["object_diameter"]
+    assert CheckpointMetadata.from_dict(data).object_diameter is None
+    config = preset("tiny")
+    path = save_checkpoint(tmp_path / "d.safetensors", build_model(config), CheckpointMetadata(config, object_diameter=18.2))
+    assert read_metadata(path).object_diameter == 18.2
+    for bad in (0, -3, float("nan"), "big"):
+        with pytest.raises(CheckpointError, match="object_diameter must be a number > 0"):
+            CheckpointMetadata(config, object_diameter=bad)
 
 
 def test_input_scale_is_kept_and_checked(tmp_path: Path) -> None:

@@ -154,7 +154,7 @@ def test_multiscale_refuses_planes_too_large_and_factors_beyond_the_limit(intens
         TilingConfig(scales=(1.0, float("nan")))
     double = dataclasses.replace(intensity_model, metadata=dataclasses.replace(intensity_model.metadata, input_scale=2.0))
     assert TilingConfig(scales=[1, 2]).scales == (1.0, 2.0)
-    with pytest.raises(ValueError, match="would resize by 5; at most 4"):
+    with pytest.raises(ValueError, match="would resize the image by 5; at most 4"):
         next(segment(double, np.zeros((20, 20), np.float32), dataclasses.replace(TILING, scales=(1.0, 2.5))))
     monkeypatch.setattr(segmentation, "LARGE_PLANE_PIXELS", 100)
     with pytest.raises(ValueError, match="multi-scale TTA resizes images"):

@@ -35,6 +35,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "slower); 1: one pass (default: the model's own choice, test_scales in usema info MODEL)",
     )
     p.add_argument("--channel", type=int, help="channel of a multichannel image to segment")
+    p.add_argument(
+        "--diameter",
+        type=parse_diameter,
+        metavar="PIXELS|auto",
+        help="the objects' typical diameter in pixels: the image is resized to the model's object size "
+        "(object_diameter in usema info MODEL); auto estimates it from a first pass and prints it (default: "
+        "the objects are the model's size)",
+    )
     p.add_argument("--probabilities", action="store_true", help="also write OUT/NAME_probabilities.tif (K, H, W) float32")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (inputs are never replaced)")
     p.add_argument(
@@ -61,6 +69,16 @@ def parse_scales(text: str) -> tuple[float, ...]:
         return check_scales([float(part) for part in text.split(",")])
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"expected comma-separated factors in (0, 4] such as 0.8,1,1.25 ({err})") from None
+
+
+def parse_diameter(text: str) -> float | str:
+    """``"auto"`` or a positive number of pixels; argparse reports the error as a usage error."""
+    from napari_usema.inference.object_size import check_diameter
+
+    try:
+        return check_diameter(text if text == "auto" else float(text))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a number of pixels > 0 or 'auto' ({err})") from None
 
 
 def collect_inputs(inputs: list[Path]) -> list[Path]:
@@ -182,13 +200,17 @@ def run(args: argparse.Namespace) -> int:
 def check_input(loaded: LoadedModel, path: Path, tiling: TilingConfig, args: argparse.Namespace) -> None:
     """Everything about ``path`` that can be checked without running the network (the file is read lazily)."""
     from napari_usema.inference.channels import plan_channels
+    from napari_usema.inference.object_size import size_factor
     from napari_usema.inference.pipeline import LARGE_PLANE_PIXELS, plan_planes
     from napari_usema.inference.rescale import scaled_shape
     from napari_usema.inference.tiling import effective_tile
     from napari_usema.io.images import read_image
 
     image = read_image(path, lazy=True)
-    plan = plan_planes(loaded.metadata, tuple(image.shape), tiling, args.channel)
+    known = args.diameter if args.diameter != "auto" else None  # auto: the size is known after the first pass
+    plan = plan_planes(loaded.metadata, tuple(image.shape), tiling, args.channel, size_factor(loaded.metadata, known))
+    if args.diameter == "auto":
+        size_factor(loaded.metadata, 1.0)  # a model without a recorded diameter cannot estimate one
     plane_shape = image.shape[1:] if plan.layout.stacked else image.shape
     plan_channels(tuple(plane_shape), loaded.metadata.input_channels, args.channel)
     for scale in plan.scales:
@@ -235,6 +257,7 @@ def _predict_one(
                 channel=args.channel,
                 keep_probabilities=args.probabilities,
                 labels_out=labels_out,
+                diameter=args.diameter,
             ),
             show,
         )

@@ -123,7 +123,7 @@ def run_train(args: argparse.Namespace) -> int:
     from napari_usema.io.metadata import INSTANCE_CLASSES, CheckpointMetadata, NormalizationRecipe
     from napari_usema.io.outputs import check_output
     from napari_usema.model import preset
-    from napari_usema.training.data import AugmentConfig, load_folder, read_name_list
+    from napari_usema.training.data import AugmentConfig, load_folder, read_name_list, trained_diameter
     from napari_usema.training.distributed import init_world, shutdown
     from napari_usema.training.trainer import TrainingConfig, steps_for_epochs, train
 
@@ -180,6 +180,8 @@ def run_train(args: argparse.Namespace) -> int:
     )
     train_samples = load_folder(args.data, train_names, **load)
     val_samples = load_folder(args.data, val, **load) if world.is_main else []
+    # The size of the objects it learns, so that inference can resize other images to it (--diameter).
+    metadata = dataclasses.replace(metadata, object_diameter=trained_diameter(train_samples, metadata))
     if args.epochs is not None:
         steps = steps_for_epochs(_positive(args.epochs, "--epochs"), len(train_samples), schedule.batch, world.size)
         schedule = dataclasses.replace(schedule, steps=steps)

@@ -8,6 +8,7 @@ chunked files on disk that the post-process reads band by band, so a slide large
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -20,12 +21,14 @@ from torch import nn
 from napari_usema.inference.channels import ChannelError
 from napari_usema.inference.devices import select_device
 from napari_usema.inference.normalization import count_non_finite, fill_non_finite
+from napari_usema.inference.object_size import AUTO, Diameter, check_diameter, factor_for_estimate, size_factor
 from napari_usema.inference.predictor import ArraySink, ClassSink, ImageSource, InferenceProgress, predict_tiles
 from napari_usema.inference.rescale import resize_image, resize_probabilities, scaled_shape
 from napari_usema.inference.tiling import TilingConfig, batch_count
 from napari_usema.io.checkpoint import LoadedModel
 from napari_usema.io.metadata import CheckpointMetadata
 from napari_usema.postprocess.config import WatershedConfig
+from napari_usema.postprocess.measure import median_diameter
 from napari_usema.postprocess.watershed import classes_from_probabilities, instances, quantise
 
 # Planes with more pixels than this are post-processed band by band from files on disk.
@@ -99,24 +102,45 @@ class PlanePlan:
         return self.scales != (1.0,)
 
 
-def plan_planes(meta: CheckpointMetadata, shape: tuple[int, ...], tiling: TilingConfig, channel: int | None) -> PlanePlan:
-    """Read the layout and the passes of an image of ``shape``; refuse what cannot be done."""
+def plan_planes(
+    meta: CheckpointMetadata, shape: tuple[int, ...], tiling: TilingConfig, channel: int | None, size: float = 1.0
+) -> PlanePlan:
+    """Read the layout and the passes of an image of ``shape``; refuse what cannot be done.
+
+    ``size``: the object-size factor (:func:`napari_usema.inference.object_size.size_factor`), on top
+    of the model's input scale and multi-scale factors.
+    """
     layout = infer_layout(shape, meta.input_channels, channel)
     h, w = shape[1:3] if layout.stacked else shape[:2]
     if h == 0 or w == 0 or (layout.stacked and shape[0] == 0):
         raise ValueError(f"the image is empty: its shape is {tuple(shape)}")
     factors = meta.test_scales if tiling.scales is None else tiling.scales
-    plan = PlanePlan(layout, shape[0] if layout.stacked else 1, (h, w), tuple(meta.input_scale * f for f in factors))
+    scales = tuple(meta.input_scale * size * f for f in factors)
+    plan = PlanePlan(layout, shape[0] if layout.stacked else 1, (h, w), scales)
     if plan.large and plan.rescaled:
-        why = f"this model resizes images by {meta.input_scale:g}" if meta.input_scale != 1 else "multi-scale TTA resizes images"
+        why = (
+            "the object diameter resizes images"
+            if size != 1
+            else f"this model resizes images by {meta.input_scale:g}"
+            if meta.input_scale != 1
+            else "multi-scale TTA resizes images"
+        )
         raise ValueError(
             f"{why}, which napari-usema does only for planes up to {LARGE_PLANE_PIXELS:,} pixels; "
             f"this one has {h * w:,}: crop it or resize it yourself"
         )
     if max(plan.scales) > 4:
         raise ValueError(
-            f"multi-scale factor {max(factors):g} on this model's scale {meta.input_scale:g} "
-            f"would resize by {max(plan.scales):g}; at most 4"
+            f"the model's scale {meta.input_scale:g}, the object-size factor {size:.3g} and the multi-scale factor "
+            f"{max(factors):g} would resize the image by {max(plan.scales):.3g}; at most 4 (is the diameter right?)"
+        )
+    if min(plan.scales) < 1 / 16:
+        raise ValueError(f"the image would be shrunk by {min(plan.scales):.3g}; at least 1/16 (is the diameter right?)")
+    resized = h * w * max(plan.scales) ** 2
+    if not plan.large and resized > LARGE_PLANE_PIXELS:
+        raise ValueError(
+            f"resized by {max(plan.scales):.3g}, this {h}x{w} plane would have {resized:,.0f} pixels, more than the "
+            f"{LARGE_PLANE_PIXELS:,} napari-usema resizes in memory: crop it, or check the diameter"
         )
     return plan
 
@@ -130,6 +154,7 @@ def segment(
     channel: int | None = None,
     keep_probabilities: bool = False,
     labels_out: Any | None = None,
+    diameter: Diameter = None,
 ) -> Generator[InferenceProgress, None, SegmentationResult]:
     """Segment every plane of ``image``; yields progress per batch, returns the result.
 
@@ -143,11 +168,24 @@ def segment(
         channel: Source channel for multichannel images.
         keep_probabilities: Also return ``([Z,] K, H, W)`` float32 probabilities (in memory).
         labels_out: Where to write labels (e.g. a memory-mapped TIFF); default a new numpy array.
+        diameter: The objects' diameter in pixels, to resize the image to the model's object size
+            (``metadata.object_diameter``); ``"auto"`` estimates it with a first pass at the model's
+            own scale (:func:`estimate_diameter`); None: the objects are the model's size.
     """
     image = _check_arguments(loaded, image, tiling, channel)
+    diameter = check_diameter(diameter)
     meta = loaded.metadata
     watershed = meta.watershed() if watershed is None else watershed
-    plan = plan_planes(meta, tuple(image.shape), tiling, channel)
+    notes: list[str] = []
+    if diameter == AUTO:
+        size_factor(meta, 1.0)  # refuse a model without a recorded diameter before the first pass
+        estimate = yield from estimate_diameter(loaded, image, tiling, watershed, channel=channel)
+        size = factor_for_estimate(meta, estimate)
+        notes.append(_estimate_note(meta, estimate, size))
+        yield InferenceProgress(0, 1, message=notes[-1])
+    else:
+        size = size_factor(meta, diameter)
+    plan = plan_planes(meta, tuple(image.shape), tiling, channel, size)
     stacked = plan.layout.stacked
     own_output = labels_out is None
     if own_output:
@@ -155,7 +193,6 @@ def segment(
         labels_out = np.zeros((plan.planes, *plan.shape) if stacked else plan.shape, dtype)
     probabilities = np.zeros((plan.planes, meta.config.out_channels, *plan.shape), np.float32) if keep_probabilities else None
     network = loaded.on(select_device(tiling.device))
-    notes: list[str] = []
     for z in range(plan.planes):
         job = _PlaneJob(network, meta, tiling, watershed, channel, plan)
         gen = job.run(image[z] if stacked else image, labels_out[z] if stacked else labels_out, probabilities, z)
@@ -167,6 +204,31 @@ def segment(
         labels_out = labels_out.astype(np.uint16)  # uint16 unless there are more than 65,535 objects
     probs = probabilities if (probabilities is None or stacked) else probabilities[0]
     return SegmentationResult(labels_out, probs, meta.task, meta.class_names, notes)
+
+
+def estimate_diameter(
+    loaded: LoadedModel,
+    image: Any,
+    tiling: TilingConfig = TilingConfig(),
+    watershed: WatershedConfig | None = None,
+    *,
+    channel: int | None = None,
+) -> Generator[InferenceProgress, None, float | None]:
+    """The median diameter, in the image's pixels, of the objects a first pass finds at the model's own
+    scale (one pass, no multi-scale); None when it finds none. A generator, like :func:`segment`."""
+    first = yield from segment(loaded, image, dataclasses.replace(tiling, scales=(1.0,)), watershed, channel=channel)
+    labels = np.asarray(first.labels)
+    planes = list(labels) if labels.ndim == 3 else [labels]
+    return median_diameter(planes, semantic=loaded.metadata.task == "semantic")
+
+
+def _estimate_note(meta: CheckpointMetadata, estimate: float | None, size: float) -> str:
+    if estimate is None:
+        return "diameter auto: the first pass found no object, so the image was not resized"
+    trained = f"the model's objects measure {meta.object_diameter:.1f} px"
+    if size == 1:
+        return f"diameter auto: objects measure about {estimate:.1f} px and {trained}: no resizing needed"
+    return f"diameter auto: objects measure about {estimate:.1f} px and {trained}: image resized by {size:.2f}"
 
 
 def _check_arguments(loaded: Any, image: Any, tiling: Any, channel: Any) -> Any:

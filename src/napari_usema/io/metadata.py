@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from napari_usema._checks import in_range
 from napari_usema.model.config import USEMAConfig
 from napari_usema.postprocess.config import WatershedConfig
 
@@ -66,7 +67,8 @@ def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
 
 
 # 2: adds input_scale (version 1 files are read as input_scale 1).
-FORMAT_VERSION = 2
+# 3: adds object_diameter (older files: unknown, None; the bundled models were re-saved with theirs).
+FORMAT_VERSION = 3
 METADATA_KEY = "napari_usema"
 Task = Literal["instance", "semantic"]
 INSTANCE_CLASSES = ("background", "interior", "boundary")
@@ -94,6 +96,9 @@ class CheckpointMetadata:
         test_scales: The multi-scale test-time augmentation this model was tuned with (factors on
             ``input_scale``, :attr:`TilingConfig.scales`); ``(1.0,)``: one pass. Optional, like
             ``postprocess``.
+        object_diameter: Median diameter, in the training images' pixels, of the objects this model was
+            trained on (cellpose's ``diam_mean``); inference resizes an image whose objects are another
+            size by ``object_diameter / diameter``. None: unknown (files before format 3).
     """
 
     config: USEMAConfig
@@ -104,6 +109,7 @@ class CheckpointMetadata:
     input_scale: float = 1.0
     postprocess: dict[str, Any] = field(default_factory=dict)
     test_scales: tuple[float, ...] = (1.0,)
+    object_diameter: float | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -121,6 +127,12 @@ class CheckpointMetadata:
             object.__setattr__(self, "test_scales", check_scales(self.test_scales))
         except ValueError as err:
             raise CheckpointError(f"test_scales: {err}") from None
+        if self.object_diameter is not None:
+            try:
+                in_range("object_diameter", self.object_diameter, 0, low_open=True)
+            except ValueError as err:
+                raise CheckpointError(str(err)) from None
+            object.__setattr__(self, "object_diameter", float(self.object_diameter))
         known = {f.name for f in dataclasses.fields(WatershedConfig)}
         unknown = sorted(set(self.postprocess) - known)
         if unknown:
@@ -150,6 +162,7 @@ class CheckpointMetadata:
             "input_scale": self.input_scale,
             "postprocess": self.postprocess,
             "test_scales": list(self.test_scales),
+            "object_diameter": self.object_diameter,
         }
 
     @classmethod
@@ -166,6 +179,7 @@ class CheckpointMetadata:
                 input_scale=data["input_scale"],
                 postprocess=dict(data.get("postprocess", {})),
                 test_scales=tuple(data.get("test_scales", (1.0,))),
+                object_diameter=data["object_diameter"],
             )
             channels = data["input_channels"]
         except KeyError as err:
@@ -200,5 +214,8 @@ def migrate_metadata(data: dict[str, Any]) -> dict[str, Any]:
     data = dict(data)
     if version == 1:
         data["input_scale"] = 1.0  # version 1 models all ran at the image's own resolution
-        data["format_version"] = 2
+        data["format_version"] = version = 2
+    if version == 2:
+        data["object_diameter"] = None  # not recorded: --diameter then needs it given (usema info says so)
+        data["format_version"] = 3
     return data

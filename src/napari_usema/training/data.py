@@ -16,7 +16,8 @@ from napari_usema.inference.channels import plan_channels
 from napari_usema.inference.normalization import normalize
 from napari_usema.inference.rescale import resize_image, resize_labels
 from napari_usema.io.images import as_label_image, find_pairs, read_image
-from napari_usema.io.metadata import NormalizationRecipe
+from napari_usema.io.metadata import CheckpointMetadata, NormalizationRecipe
+from napari_usema.postprocess.measure import median_diameter
 
 
 @dataclass
@@ -268,3 +269,14 @@ def instance_targets(labels: np.ndarray) -> np.ndarray:
     target[labels > 0] = 1
     target[boundary & (labels > 0)] = 2
     return target
+
+
+def trained_diameter(samples: Sequence[Sample], metadata: CheckpointMetadata) -> float | None:
+    """The median object diameter of the samples' masks, in the images' own pixels (the samples were
+    resized by the model's input scale), rounded; the model's own where the masks hold no object.
+
+    A model fine-tuned on large cells so records their size, and keeps working at it.
+    """
+    semantic = metadata.task == "semantic"
+    measured = median_diameter([s.labels for s in samples], semantic=semantic)
+    return metadata.object_diameter if measured is None else round(measured / metadata.input_scale, 2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import numpy as np
 
 from napari_usema.io import outputs
 from napari_usema.io.checkpoint import LoadedModel
-from napari_usema.training.data import AugmentConfig, Sample, make_sample
+from napari_usema.training.data import AugmentConfig, Sample, make_sample, trained_diameter
 from napari_usema.training.trainer import TrainingConfig, TrainingProgress, train
 
 # Chosen with benchmarks/finetune_transfer.py and benchmarks/finetune_speed.py (see README): every
@@ -131,7 +132,8 @@ def finetune(
     check_output(parent.path, out, overwrite)
     samples = make_samples(parent, pairs, channel, binarize)
     model = copy.deepcopy(parent.model).train()
-    metadata = parent.metadata.with_provenance(
+    metadata = dataclasses.replace(parent.metadata, object_diameter=trained_diameter(samples, parent.metadata))
+    metadata = metadata.with_provenance(
         parent=str(parent.path) if parent.path else None,
         parent_provenance=parent.metadata.provenance,
         data=[s.name for s in samples],
