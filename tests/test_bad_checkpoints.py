@@ -52,6 +52,11 @@ BAD_METADATA = {
     "post-process a list": lambda m: {**m, "postprocess": [0.5]},
     "input scale a string": lambda m: {**m, "input_scale": "half"},
     "format version a string": lambda m: {**m, "format_version": "2"},
+    "head_dim 0 (was a ZeroDivisionError)": lambda m: {**m, "config": {**m["config"], "head_dim": 0}},
+    "widths a string": lambda m: {**m, "config": {**m["config"], "widths": "32,64"}},
+    "class names one string": lambda m: {**m, "class_names": "background,interior,boundary"},
+    "input_channels a string": lambda m: {**m, "input_channels": "1"},
+    "object diameter negative": lambda m: {**m, "object_diameter": -4},
 }
 
 
@@ -119,6 +124,13 @@ def test_unusable_weights_are_refused_at_load(tmp_path: Path, good, spoil, messa
 def test_paths_that_are_not_checkpoints(given: object, message: str) -> None:
     with pytest.raises(CheckpointError, match=message):
         load_checkpoint(given)
+
+
+def test_an_unknown_device_and_a_bundled_name_get_specific_messages(good) -> None:
+    with pytest.raises(CheckpointError, match="unknown device 'tpu'"):
+        load_checkpoint(good[0], device="tpu")
+    with pytest.raises(CheckpointError, match=r"use resolve_model\('nuclei'\)"):
+        load_checkpoint("nuclei")
 
 
 def test_a_folder_is_not_a_checkpoint(tmp_path: Path) -> None:

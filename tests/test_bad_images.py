@@ -135,3 +135,35 @@ def test_no_contrast_is_confirmed_on_every_pixel_when_the_sample_is_strided() ->
     assert measure(frame, NormalizationRecipe()).constant
     frame[0, 1001, 1001] = 200  # odd row and column: the stride-2 sample never sees it
     assert not measure(frame, NormalizationRecipe()).constant
+
+
+def test_float64_values_beyond_float32_range_are_not_mistaken_for_missing() -> None:
+    image = blobs().astype(np.float64) * 1e302  # finite, but inf as float32
+    result = drive(segment(MODEL, image, TILING))
+    assert result.labels.max() == 2 and not any("NaN" in n for n in result.notes)
+
+
+def test_a_few_channels_last_are_channels_not_planes() -> None:
+    from napari_usema.inference.channels import ChannelError
+
+    image = np.zeros((64, 64, 5), np.float32)
+    image[..., 2] = blobs()
+    with pytest.raises(ChannelError, match="the image has 5 channels"):
+        drive(segment(MODEL, image, TILING))
+    assert drive(segment(MODEL, image, TILING, channel=2)).labels.max() == 2
+    stack = drive(segment(MODEL, np.stack([blobs()] * 5), TILING))  # (5, 64, 64): planes, and said so
+    assert stack.labels.shape == (5, 64, 64) and any("as 5 planes" in n for n in stack.notes)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"image": [[1, 2], [3]]}, ValueError, "ragged list"),
+        ({"labels_out": np.zeros((3, 3), np.uint32)}, ValueError, r"labels_out has shape \(3, 3\)"),
+        ({"watershed": {"min_size": 3}}, TypeError, "watershed must be a WatershedConfig"),
+    ],
+)
+def test_more_arguments_of_the_wrong_kind(kwargs: dict, error: type, message: str) -> None:
+    image = kwargs.pop("image", blobs())
+    with pytest.raises(error, match=message):
+        drive(segment(MODEL, image, TILING, **kwargs))

@@ -115,6 +115,11 @@ def test_names_that_match_nothing_say_so(folders, tmp_path: Path, capsys) -> Non
     names.write_text("b\nc\n")
     assert evaluate(pred, truth, "--names", str(names)) == 2
     assert "none of the 2 listed names is in" in capsys.readouterr().err
+    names.write_text("# only a comment\n")
+    assert evaluate(pred, truth, "--names", str(names)) == 2
+    assert "lists no names" in capsys.readouterr().err
+    assert evaluate(pred, truth, "--names", str(tmp_path / "absent.txt")) == 2
+    assert "--names" in capsys.readouterr().err
 
 
 def test_uint8_instance_labels_are_scored_as_instances_and_the_choice_is_said(folders, tmp_path: Path, capsys) -> None:
@@ -145,3 +150,9 @@ def test_the_json_report_is_checked_before_scoring(folders, tmp_path: Path, caps
     assert evaluate(pred, truth, "--json", str(tmp_path)) == 2
     err = capsys.readouterr().err
     assert "is a folder" in err and "mean" not in err
+    kept = tmp_path / "kept.json"
+    kept.write_text("KEEP")
+    assert evaluate(pred, truth, "--json", str(kept)) == 2  # an existing report is not replaced unasked
+    assert "pass --overwrite" in capsys.readouterr().err and kept.read_text() == "KEEP"
+    assert evaluate(pred, truth, "--json", str(kept), "--overwrite") == 0
+    assert json.loads(kept.read_text())["mean"]["f1"] == 1.0

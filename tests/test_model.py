@@ -162,7 +162,7 @@ def test_paper_presets_differ_only_in_window() -> None:
 
 
 def test_unknown_preset_names_the_choices() -> None:
-    with pytest.raises(KeyError, match="paper, paper-w32, small, tiny"):
+    with pytest.raises(ValueError, match="paper, paper-w32, small, tiny"):
         preset("huge")
 
 

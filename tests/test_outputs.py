@@ -74,9 +74,20 @@ def test_an_unwritable_folder_is_refused(tmp_path: Path, monkeypatch) -> None:
 
 def test_predict_never_overwrites_its_input(folder: Path, tiny_instance_checkpoint: Path, capsys) -> None:
     before = (folder / "a.tif").read_bytes()
-    assert run_cli("predict", folder / "a.tif", "--model", tiny_instance_checkpoint, "--out", folder, "--overwrite") == 2
-    assert "inputs are never overwritten" in capsys.readouterr().err
+    for extra in (["--overwrite"], []):  # without --overwrite it must not suggest it either
+        assert run_cli("predict", folder / "a.tif", "--model", tiny_instance_checkpoint, "--out", folder, *extra) == 2
+        err = capsys.readouterr().err
+        assert "inputs are never overwritten" in err and "pass --overwrite" not in err
     assert (folder / "a.tif").read_bytes() == before
+    with pytest.raises(SystemExit):  # an empty --out would write into the current folder
+        run_cli("predict", folder / "a.tif", "--model", tiny_instance_checkpoint, "--out", "")
+
+
+def test_an_output_folder_that_is_a_file_is_refused(folder: Path, tmp_path: Path, tiny_instance_checkpoint: Path, capsys) -> None:
+    blocker = tmp_path / "results"
+    blocker.write_bytes(b"a file")
+    assert run_cli("predict", folder / "a.tif", "--model", tiny_instance_checkpoint, "--out", blocker) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
 
 
 def test_a_folder_run_goes_past_a_bad_image_and_skip_existing_finishes_it(
@@ -114,6 +125,16 @@ def test_train_refuses_an_existing_out_and_its_own_init(tmp_path: Path, tiny_ins
     assert existing.read_bytes() == b"a model I keep"
     assert run_cli(*base, "--out", tmp_path / "models") == 2  # not a .safetensors name
     assert "must end in .safetensors" in capsys.readouterr().err
+    fresh = tmp_path / "new.safetensors"
+    assert run_cli(*base, "--out", fresh, "--device", "tpu") == 2
+    assert "this machine has" in capsys.readouterr().err
+    assert list(tmp_path.glob("new*")) == []  # not even an empty log
+    assert run_cli(*[a if a != "tiny" else "huge" for a in base], "--out", fresh) == 2
+    assert "unknown preset 'huge'" in capsys.readouterr().err
+    assert run_cli(*base, "--out", fresh, "--binarize") == 2
+    assert "--binarize is for semantic masks" in capsys.readouterr().err
+    assert run_cli(*base, "--out", fresh) == 2  # the only mask is empty
+    assert "holds any object: there is nothing to learn" in capsys.readouterr().err
 
 
 def test_finetune_checks_its_out_before_training(folder: Path, tmp_path: Path, tiny_instance_checkpoint: Path, capsys) -> None:

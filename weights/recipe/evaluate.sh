@@ -18,4 +18,4 @@ out=${EVAL_DIR:-../runs/eval}/$what
 rm -rf "$out" && mkdir -p "$out"
 names=${NAMES:-weights/splits/${what}_val.txt}  # NAMES: another list, e.g. part of the training split
 usema predict $(sed -e '/^#/d' -e "s|^|$data/images/|; s|\$|.$ext|" "$names") --model "$model" --out "$out" "$@" 2>/dev/null
-usema evaluate --pred "$out" --truth "$data/masks" --names "$names" "${score[@]}" --json "$out.json" | tail -n 5
+usema evaluate --pred "$out" --truth "$data/masks" --names "$names" "${score[@]}" --json "$out.json" --overwrite | tail -n 5

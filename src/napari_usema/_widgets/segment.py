@@ -17,7 +17,7 @@ from napari_usema._widgets.jobs import JobProgress, JobSlot
 from napari_usema._widgets.layers import spatial_transform, write_owned_labels
 from napari_usema.inference.channels import plan_channels
 from napari_usema.inference.devices import available_devices
-from napari_usema.inference.pipeline import LARGE_PLANE_PIXELS, SegmentationResult, infer_layout, segment
+from napari_usema.inference.pipeline import LARGE_PLANE_PIXELS, SegmentationResult, channels_last, infer_layout, segment
 from napari_usema.inference.predictor import InferenceProgress
 from napari_usema.inference.tiling import TilingConfig
 from napari_usema.io.bundled import available_models, resolve_model
@@ -119,8 +119,9 @@ class SegmentSection(Container):
 
     def _on_image(self, layer: Image | None) -> None:
         choices: list[Any] = [AUTO]
-        if layer is not None and not layer.rgb and layer.data.ndim >= 3 and layer.data.shape[-1] <= 4:
-            choices += list(range(layer.data.shape[-1]))
+        shape = tuple(layer_array(layer).shape) if layer is not None else ()
+        if layer is not None and not layer.rgb and (len(shape) == 4 or (len(shape) == 3 and channels_last(shape))):
+            choices += list(range(shape[-1]))
         self.channel.choices = choices
 
     # --- model ---------------------------------------------------------------------------------

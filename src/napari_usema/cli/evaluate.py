@@ -16,6 +16,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--truth", required=True, type=Path, help="folder of ground-truth masks")
     p.add_argument("--task", choices=["instance", "semantic"], help="default: semantic if every prediction is uint8")
     p.add_argument("--json", type=Path, help="write per-image and mean metrics here")
+    p.add_argument("--overwrite", action="store_true", help="replace the --json report if it exists")
     p.add_argument("--tolerance", type=float, default=2.0, help="NSD tolerance in pixels (default 2)")
     p.add_argument("--names", type=Path, help="only evaluate the names listed in this file (e.g. a validation split)")
     p.add_argument(
@@ -34,6 +35,8 @@ def match_files(
     preds = _by_stem([p for p in _images(pred_dir) if not p.stem.endswith("_probabilities")], "predictions")
     truths = _by_stem(_images(truth_dir), "truth files")
     if names is not None:
+        if not names:
+            raise ValueError("the --names file lists no names (one image name per line, without its extension)")
         if not set(names) & set(truths):
             raise ValueError(f"none of the {len(names)} listed names is in {truth_dir}, e.g. {names[0]!r} (check --names)")
         truths = {n: truths[n] for n in names if n in truths}
@@ -138,7 +141,9 @@ def run(args: argparse.Namespace) -> int:
 
     in_range("--tolerance", args.tolerance, 0)
     if args.json:
-        check_output(args.json, overwrite=True, suffix=".json", what="--json report")
+        check_output(args.json, overwrite=args.overwrite, suffix=".json", what="--json report")
+    if args.names and not args.names.is_file():
+        raise FileNotFoundError(f"--names {args.names} does not exist (a text file of image names, one per line)")
     names = read_name_list(args.names) if args.names else None
     pairs, missing, extra = match_files(args.pred, args.truth, names)
     for stem in missing:

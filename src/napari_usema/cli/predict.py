@@ -21,7 +21,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="segment images into OUT/NAME.tif (instance labels or class ids)")
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders of images")
     p.add_argument("--model", required=True, help="checkpoint (.safetensors) or bundled name: nuclei, polyps")
-    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--out", required=True, type=output_folder, help="output folder")
     p.add_argument("--device", default=t.device, help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
     p.add_argument("--tile", type=int, help=f"tile side in pixels (default {t.tile}, shrunk for smaller images)")
     p.add_argument("--overlap", type=float, default=t.overlap, help=f"tile overlap fraction (default {t.overlap})")
@@ -69,6 +69,13 @@ def parse_scales(text: str) -> tuple[float, ...]:
         return check_scales([float(part) for part in text.split(",")])
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"expected comma-separated factors in (0, 4] such as 0.8,1,1.25 ({err})") from None
+
+
+def output_folder(text: str) -> Path:
+    """A non-empty folder name (an empty one would write into the current folder unasked)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty --out; give the folder for the labels")
+    return Path(text)
 
 
 def parse_diameter(text: str) -> float | str:
@@ -126,15 +133,18 @@ def plan_outputs(files: list[Path], args: argparse.Namespace) -> dict[Path, list
 
     if args.overwrite and args.skip_existing:
         raise ValueError("--overwrite and --skip-existing contradict each other: choose one")
+    every = {
+        f: [args.out / f"{f.stem}.tif"] + ([args.out / f"{f.stem}_probabilities.tif"] if args.probabilities else [])
+        for f in files
+    }
+    refuse_inputs([o for outputs in every.values() for o in outputs], files)  # first: never suggest --overwrite on an input
     planned = {}
-    for f in files:
-        outputs = [args.out / f"{f.stem}.tif"] + ([args.out / f"{f.stem}_probabilities.tif"] if args.probabilities else [])
+    for f, outputs in every.items():
         if args.skip_existing and all(o.exists() for o in outputs):
             continue
         for o in outputs:
             check_output(o, overwrite=args.overwrite or args.skip_existing, what="output")
         planned[f] = outputs
-    refuse_inputs([o for outputs in planned.values() for o in outputs], files)
     return planned
 
 
@@ -159,6 +169,9 @@ def run(args: argparse.Namespace) -> int:
     )
     loaded = load_checkpoint(resolve_model(args.model))
     watershed = chosen_watershed(loaded.metadata.watershed(), args)
+    instance_options = [args.mode, args.interior_threshold, args.foreground_threshold, args.min_size]
+    if loaded.metadata.task == "semantic" and (any(o is not None for o in instance_options) or args.no_fill_holes):
+        print("usema predict: the watershed options are for instance models; this semantic model ignores them", file=sys.stderr)
     failed: list[str] = []
     mine = []
     for path in shard(list(planned), world):  # this rank's inputs, checked before any work

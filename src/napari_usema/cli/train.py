@@ -118,6 +118,7 @@ def _positive(value: float, name: str) -> float:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from napari_usema.inference.devices import select_device
     from napari_usema.io.bundled import resolve_model
     from napari_usema.io.images import find_pairs
     from napari_usema.io.metadata import INSTANCE_CLASSES, CheckpointMetadata, NormalizationRecipe
@@ -137,6 +138,9 @@ def run_train(args: argparse.Namespace) -> int:
         what="--out",
     )
     schedule = _schedule(args, TrainingConfig())  # its ranges are checked here, before the data is read
+    select_device(args.device)  # an unknown or absent device is refused before any file is made
+    if args.binarize and args.task != "semantic":
+        raise ValueError("--binarize is for semantic masks (class ids); instance masks keep their ids")
     names = sorted(find_pairs(args.data))
     val = read_name_list(args.val_list) if args.val_list else []
     train_names = read_name_list(args.train_list) if args.train_list else [n for n in names if n not in set(val)]
@@ -146,7 +150,11 @@ def run_train(args: argparse.Namespace) -> int:
     if args.task == "instance":
         class_names = INSTANCE_CLASSES
     elif args.class_names:
-        class_names = tuple(args.class_names.split(","))
+        class_names = tuple(name.strip() for name in args.class_names.split(","))
+        if len(class_names) < 2 or not all(class_names):
+            raise ValueError(
+                f"--class-names needs the background and at least one class, e.g. background,polyp; got {args.class_names!r}"
+            )
     else:
         raise ValueError("semantic training needs --class-names (e.g. background,polyp)")
     config = preset(args.preset, in_channels=args.in_channels, out_channels=len(class_names), global_mean=not args.no_global_mean)
@@ -179,6 +187,8 @@ def run_train(args: argparse.Namespace) -> int:
         binarize=args.binarize,
     )
     train_samples = load_folder(args.data, train_names, **load)
+    if not any(s.labels.any() for s in train_samples):
+        raise ValueError(f"no training mask in {args.data / 'masks'} holds any object: there is nothing to learn")
     val_samples = load_folder(args.data, val, **load) if world.is_main else []
     # The size of the objects it learns, so that inference can resize other images to it (--diameter).
     metadata = dataclasses.replace(metadata, object_diameter=trained_diameter(train_samples, metadata))
@@ -211,7 +221,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_finetune(args: argparse.Namespace) -> int:
     from napari_usema.io.bundled import resolve_model
-    from napari_usema.io.checkpoint import load_checkpoint
+    from napari_usema.io.checkpoint import load_checkpoint, read_metadata
     from napari_usema.io.images import read_image
     from napari_usema.training.finetune import FINETUNE_DEFAULTS, CorrectedPair, check_output, finetune
 
@@ -221,6 +231,8 @@ def run_finetune(args: argparse.Namespace) -> int:
         raise ValueError(f"{len(args.image)} images but {len(args.region)} region masks")
     parent_path = resolve_model(args.model)
     check_output(parent_path, args.out, args.overwrite)
+    if args.binarize and read_metadata(parent_path).task != "semantic":
+        raise ValueError(f"--binarize is for semantic models; {args.model} is an instance model, whose masks keep their ids")
     schedule = _schedule(args, FINETUNE_DEFAULTS)  # its ranges are checked here, before any image is read
     parent = load_checkpoint(parent_path)
     regions = args.region or [None] * len(args.image)

@@ -25,9 +25,9 @@ class IntensityStats:
     """Per-channel affine map ``(x - offset) / scale`` measured on one image.
 
     Attributes:
-        offset: ``(C,)`` float32, the value that maps to 0 (the low percentile); missing pixels (NaN,
+        offset: ``(C,)`` float64, the value that maps to 0 (the low percentile); missing pixels (NaN,
             inf) take it, so they read as the image's dark background.
-        scale: ``(C,)`` float32, positive.
+        scale: ``(C,)`` float64, positive.
         constant: Every channel holds a single value: the image has no contrast, so nothing in it can
             be segmented (normalising it would amplify nothing into something).
     """
@@ -37,18 +37,20 @@ class IntensityStats:
     constant: bool = False
 
     def apply(self, tile: np.ndarray) -> np.ndarray:
-        """Normalise a ``(C, h, w)`` tile to float32; non-finite pixels become 0 (the low percentile)."""
-        floating = np.issubdtype(tile.dtype, np.floating)
-        with np.errstate(over="ignore"):  # beyond float32's range: inf, then treated as missing below
-            tile = tile.astype(np.float32, copy=False)
-        if floating:
+        """Normalise a ``(C, h, w)`` tile to float32; non-finite pixels become 0 (the low percentile).
+
+        float64 images are normalised in float64, so values beyond float32's range stay finite."""
+        wide = tile.dtype == np.float64
+        tile = tile.astype(np.float64 if wide else np.float32, copy=False)
+        offset, scale = self.offset.astype(tile.dtype)[:, None, None], self.scale.astype(tile.dtype)[:, None, None]
+        if np.issubdtype(tile.dtype, np.floating):
             finite = np.isfinite(tile)
             if not finite.all():
-                tile = np.where(finite, tile, self.offset[:, None, None])
+                tile = np.where(finite, tile, offset)
         with np.errstate(over="ignore"):
-            out = (tile - self.offset[:, None, None]) / self.scale[:, None, None]
+            out = (tile - offset) / scale
         # Outliers far beyond the percentile range (1e30 on a flat image) would overflow the network.
-        return np.clip(out, -INPUT_LIMIT, INPUT_LIMIT, out=out)
+        return np.clip(out, -INPUT_LIMIT, INPUT_LIMIT).astype(np.float32, copy=False)
 
 
 def _stride(channel_first: Any) -> int:
@@ -58,9 +60,8 @@ def _stride(channel_first: Any) -> int:
 
 
 def _subsample(channel_first: Any, step: int) -> np.ndarray:
-    """A strided view of a ``(C, H, W)`` array, as float32."""
-    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf: missing, like NaN
-        return np.asarray(channel_first[:, ::step, ::step], dtype=np.float32)
+    """A strided view of a ``(C, H, W)`` array, as float64 (exact for every integer and float image)."""
+    return np.asarray(channel_first[:, ::step, ::step], dtype=np.float64)
 
 
 def _is_constant(channel_first: Any, low: np.ndarray, high: np.ndarray, step: int, rows: int = 1024) -> bool:
@@ -71,10 +72,8 @@ def _is_constant(channel_first: Any, low: np.ndarray, high: np.ndarray, step: in
     if step == 1:
         return True
     for y in range(0, channel_first.shape[1], rows):
-        with np.errstate(over="ignore"):
-            block = np.asarray(channel_first[:, y : y + rows], dtype=np.float32)
-        finite = np.isfinite(block)
-        if (finite & (block != low[:, None, None].astype(np.float32))).any():
+        block = np.asarray(channel_first[:, y : y + rows], dtype=np.float64)
+        if (np.isfinite(block) & (block != low[:, None, None])).any():
             return False
     return True
 
@@ -97,7 +96,7 @@ def measure(image: Any, recipe: NormalizationRecipe) -> IntensityStats:
         raise ValueError("the image has no pixels")
     if len(empty):
         raise ValueError(f"channel {int(empty[0])} of the image has no finite value: every pixel is NaN or infinite")
-    flat = np.where(finite, flat, np.nan).astype(np.float64)
+    flat = np.where(finite, flat, np.nan)
     lowest, highest = np.nanmin(flat, axis=1), np.nanmax(flat, axis=1)
     if recipe.method == "percentile":
         offset, top = np.nanpercentile(flat, [recipe.low, recipe.high], axis=1)
@@ -110,18 +109,14 @@ def measure(image: Any, recipe: NormalizationRecipe) -> IntensityStats:
         offset, scale = np.zeros(c), np.ones(c)
     scale = np.where(scale > 0, scale, 1.0)  # a constant channel must not divide by zero
     constant = _is_constant(image, lowest, highest, step)
-    return IntensityStats(offset.astype(np.float32), scale.astype(np.float32), constant)
+    return IntensityStats(offset.astype(np.float64), scale.astype(np.float64), constant)
 
 
 def count_non_finite(array: Any, rows: int = 1024) -> int:
     """NaN and infinite pixels of a float array (numpy or lazily sliced), counted in bands of rows."""
     if not np.issubdtype(np.dtype(array.dtype), np.floating):
         return 0
-    with np.errstate(over="ignore"):
-        return sum(
-            int(np.count_nonzero(~np.isfinite(np.asarray(array[y : y + rows], np.float32))))
-            for y in range(0, array.shape[0], rows)
-        )
+    return sum(int(np.count_nonzero(~np.isfinite(np.asarray(array[y : y + rows])))) for y in range(0, array.shape[0], rows))
 
 
 def fill_non_finite(plane: np.ndarray, stats: IntensityStats, pick: tuple[int, ...]) -> np.ndarray:
@@ -132,12 +127,10 @@ def fill_non_finite(plane: np.ndarray, stats: IntensityStats, pick: tuple[int, .
     if not np.issubdtype(plane.dtype, np.floating) or np.isfinite(plane).all():
         return plane
     channels = plane[..., None] if plane.ndim == 2 else plane
-    fill = np.zeros(channels.shape[-1], np.float32)
+    fill = np.zeros(channels.shape[-1], channels.dtype)
     for model_channel, source_channel in enumerate(pick):
         fill[source_channel if plane.ndim == 3 else 0] = stats.offset[model_channel]
-    with np.errstate(over="ignore"):
-        out = channels.astype(np.float32)
-    out = np.where(np.isfinite(out), out, fill)
+    out = np.where(np.isfinite(channels), channels, fill)
     return out[..., 0] if plane.ndim == 2 else out
 
 

@@ -44,8 +44,15 @@ class Layout:
     channels: bool  # a trailing channel axis
 
 
+def channels_last(shape: tuple[int, ...]) -> bool:
+    """Whether a 3-D ``shape`` reads as ``(Y, X, C)``: at most 4 channels (gray, RGB, RGBA), or up to 16
+    on an axis much shorter than the image's sides, as multichannel fluorescence saved channels-last."""
+    c = shape[-1]
+    return c <= 4 or (c <= 16 and 4 * c <= min(shape[0], shape[1]))
+
+
 def infer_layout(shape: tuple[int, ...], model_channels: int, channel: int | None) -> Layout:
-    """Read the axes: ``(Y, X)``, ``(Y, X, C)`` with C <= 4, ``(Z, Y, X)``, or ``(Z, Y, X, C)``.
+    """Read the axes: ``(Y, X)``, ``(Y, X, C)`` (see :func:`channels_last`), ``(Z, Y, X)``, or ``(Z, Y, X, C)``.
 
     Raises:
         ChannelError: for 1-D or 5-D arrays, and 4-D arrays whose channels don't fit the model and
@@ -55,7 +62,7 @@ def infer_layout(shape: tuple[int, ...], model_channels: int, channel: int | Non
     if nd == 2:
         return Layout(False, False)
     if nd == 3:
-        return Layout(False, True) if shape[-1] <= 4 else Layout(True, False)
+        return Layout(False, True) if channels_last(shape) else Layout(True, False)
     if nd == 4:
         if channel is None and shape[-1] != model_channels:
             raise ChannelError(
@@ -172,7 +179,7 @@ def segment(
             (``metadata.object_diameter``); ``"auto"`` estimates it with a first pass at the model's
             own scale (:func:`estimate_diameter`); None: the objects are the model's size.
     """
-    image = _check_arguments(loaded, image, tiling, channel)
+    image = _check_arguments(loaded, image, tiling, channel, watershed)
     diameter = check_diameter(diameter)
     meta = loaded.metadata
     watershed = meta.watershed() if watershed is None else watershed
@@ -187,7 +194,15 @@ def segment(
         size = size_factor(meta, diameter)
     plan = plan_planes(meta, tuple(image.shape), tiling, channel, size)
     stacked = plan.layout.stacked
+    if stacked:
+        notes.append(
+            f"read {tuple(image.shape)} as {plan.planes} planes of {plan.shape[0]}x{plan.shape[1]} (Z or T), each "
+            "segmented on its own; a channel-first image would need its channel picked first"
+        )
     own_output = labels_out is None
+    expected = (plan.planes, *plan.shape) if stacked else plan.shape
+    if not own_output and tuple(labels_out.shape) != tuple(expected):
+        raise ValueError(f"labels_out has shape {tuple(labels_out.shape)}; this image's labels are {tuple(expected)}")
     if own_output:
         dtype = np.uint8 if meta.task == "semantic" else np.uint32
         labels_out = np.zeros((plan.planes, *plan.shape) if stacked else plan.shape, dtype)
@@ -231,18 +246,23 @@ def _estimate_note(meta: CheckpointMetadata, estimate: float | None, size: float
     return f"diameter auto: objects measure about {estimate:.1f} px and {trained}: image resized by {size:.2f}"
 
 
-def _check_arguments(loaded: Any, image: Any, tiling: Any, channel: Any) -> Any:
+def _check_arguments(loaded: Any, image: Any, tiling: Any, channel: Any, watershed: Any = None) -> Any:
     """The image as an array, or a specific error for arguments of the wrong kind."""
     if not isinstance(loaded, LoadedModel):
         raise TypeError(f"segment() takes a LoadedModel (load_checkpoint(...)), got {type(loaded).__name__}")
     if not isinstance(tiling, TilingConfig):
         raise TypeError(f"tiling must be a TilingConfig, got {type(tiling).__name__}")
+    if watershed is not None and not isinstance(watershed, WatershedConfig):
+        raise TypeError(f"watershed must be a WatershedConfig (or None: the model's own), got {type(watershed).__name__}")
     if channel is not None and (isinstance(channel, bool) or not isinstance(channel, int | np.integer)):
         raise TypeError(f"channel must be an integer index or None, got {channel!r}")
     if image is None:
         raise TypeError("image is None; give an array (numpy, memory-mapped, zarr or dask)")
     if isinstance(image, list | tuple):
-        image = np.asarray(image)
+        try:
+            image = np.asarray(image)
+        except ValueError:
+            raise ValueError("the image is a ragged list (rows of different lengths); give a rectangular array") from None
     if not (hasattr(image, "shape") and hasattr(image, "dtype") and hasattr(image, "__getitem__")):
         raise TypeError(f"image must be an array (numpy, memory-mapped, zarr or dask), got {type(image).__name__}")
     if np.dtype(image.dtype) == bool:

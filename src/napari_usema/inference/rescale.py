@@ -18,13 +18,14 @@ def scaled_shape(shape: tuple[int, int], scale: float) -> tuple[int, int]:
 
 
 def resize_image(image: np.ndarray, scale: float) -> np.ndarray:
-    """Resize raw intensities ``(H, W)`` or ``(H, W, C)`` by ``scale``; float32, same layout.
+    """Resize raw intensities ``(H, W)`` or ``(H, W, C)`` by ``scale``; float32 (float64 for float64
+    images, whose values may exceed float32's range), same layout.
 
     Downsampling averages (``area``), so fine texture does not alias; upsampling is bilinear.
     """
     if scale == 1:
         return np.asarray(image)
-    array = np.asarray(image, dtype=np.float32)
+    array = np.asarray(image, dtype=np.float64 if np.asarray(image).dtype == np.float64 else np.float32)
     chw = torch.from_numpy(np.ascontiguousarray(array[None] if array.ndim == 2 else np.moveaxis(array, -1, 0)))
     size = scaled_shape(array.shape[:2], scale)
     mode = "area" if scale < 1 else "bilinear"

@@ -95,7 +95,10 @@ def checkpoint_path(path: Any) -> Path:
         raise CheckpointError("no checkpoint was given (the path is empty)")
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        from napari_usema.io.bundled import BUNDLED
+
+        hint = f"; for the bundled model, use resolve_model({str(path)!r})" if str(path) in BUNDLED else ""
+        raise CheckpointError(f"checkpoint {path} does not exist{hint}")
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder, not a checkpoint file (.safetensors)")
     return path
@@ -185,6 +188,10 @@ def load_checkpoint(
             state = load_file(str(path))
         except SafetensorError as err:
             raise CheckpointError(f"{path} could not be read as safetensors: {err}") from None
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise CheckpointError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'mps'") from None
     model = build_model(metadata.config)
     load_state_strictly(model, state, path.name)
     return LoadedModel(model.to(device).eval(), metadata, path)

@@ -168,6 +168,7 @@ class CheckpointMetadata:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CheckpointMetadata:
         data = migrate_metadata(data)
+        _expect_types(data)
         try:
             config = USEMAConfig.from_dict(data["config"])
             meta = cls(
@@ -192,6 +193,29 @@ class CheckpointMetadata:
 
     def with_provenance(self, **changes: Any) -> CheckpointMetadata:
         return dataclasses.replace(self, provenance={**self.provenance, **changes})
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "config": (dict,),
+    "task": (str,),
+    "class_names": (list,),
+    "normalization": (dict,),
+    "provenance": (dict,),
+    "input_scale": (int, float),
+    "postprocess": (dict,),
+    "test_scales": (list,),
+    "input_channels": (int,),
+}
+
+
+def _expect_types(data: dict[str, Any]) -> None:
+    """Each stored field of the JSON type it must have, before anything converts it (a string of class
+    names would otherwise be read one letter at a time)."""
+    names = {list: "a list", dict: "an object", str: "a string", int: "an integer", float: "a number"}
+    for key, types in _FIELD_TYPES.items():
+        if key in data and (not isinstance(data[key], types) or isinstance(data[key], bool)):
+            wanted = " or ".join(names[t] for t in types)
+            raise CheckpointError(f"checkpoint metadata field {key!r} must be {wanted}, got {data[key]!r}")
 
 
 def migrate_metadata(data: dict[str, Any]) -> dict[str, Any]:

@@ -49,6 +49,8 @@ def check_output(
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} exists; pass --overwrite (or choose another name) to replace it")
     folder = _existing_ancestor(path.parent)
+    if not folder.is_dir():
+        raise OutputError(f"cannot write the {what} {path}: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write the {what} {path}: the folder {folder} is not writable")
     return path

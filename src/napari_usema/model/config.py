@@ -42,6 +42,12 @@ class USEMAConfig:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         if len(self.widths) < 2:
             raise ValueError(f"USEMA needs at least 2 stages (an encoder stage and a bottleneck), got widths={self.widths}")
+        for name in ("in_channels", "out_channels", "head_dim", "window_size", "encoder_blocks", "decoder_blocks"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if any(w < 1 for w in self.widths):
+            raise ValueError(f"widths must be positive, got {self.widths}")
         if self.in_channels < 1 or self.out_channels < 1:
             raise ValueError(f"in_channels and out_channels must be >= 1, got {self.in_channels} and {self.out_channels}")
         if self.window_size < 1:
@@ -77,6 +83,11 @@ class USEMAConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown model config keys {unknown}; known keys are {sorted(known)}")
+        if not isinstance(data, dict):
+            raise ValueError(f"the model config must be a JSON object, got {type(data).__name__}")
+        widths = data.get("widths", ())
+        if not isinstance(widths, list | tuple) or not all(isinstance(w, int) and not isinstance(w, bool) for w in widths):
+            raise ValueError(f"widths must be a list of integers, got {widths!r}")
         return cls(**{k: (tuple(v) if k == "widths" else v) for k, v in data.items()})
 
     def replace(self, **changes: Any) -> USEMAConfig:
@@ -100,5 +111,5 @@ def preset(name: str, **overrides: Any) -> USEMAConfig:
     try:
         base = PRESETS[name]
     except KeyError:
-        raise KeyError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
     return base.replace(**overrides)
