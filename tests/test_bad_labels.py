@@ -156,3 +156,10 @@ def test_the_json_report_is_checked_before_scoring(folders, tmp_path: Path, caps
     assert "pass --overwrite" in capsys.readouterr().err and kept.read_text() == "KEEP"
     assert evaluate(pred, truth, "--json", str(kept), "--overwrite") == 0
     assert json.loads(kept.read_text())["mean"]["f1"] == 1.0
+
+
+def test_the_same_folder_as_prediction_and_truth_is_refused(folders, capsys) -> None:
+    _, truth = folders
+    tifffile.imwrite(truth / "a.tif", square(1, np.uint16))
+    assert evaluate(truth, truth) == 2
+    assert "are the same folder" in capsys.readouterr().err

@@ -13,6 +13,7 @@ from napari_usema.cli.main import main
 from napari_usema.inference.devices import select_device
 from napari_usema.inference.tiling import TilingConfig
 from napari_usema.postprocess.config import WatershedConfig
+from napari_usema.training.data import AugmentConfig
 from napari_usema.training.trainer import TrainingConfig
 
 
@@ -122,3 +123,35 @@ def test_finetune_schedule_out_of_range_writes_nothing(
     assert main([*argv, *options]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["dispersion", "--model", "nuclei", "--image", "IMG", "--out", "OUT", "--crops", "0"],
+        ["dispersion", "--model", "nuclei", "--image", "IMG", "--out", "OUT", "--crops=-5"],
+        ["dispersion", "--model", "nuclei", "--image", "IMG", "--out", "OUT", "--eps=-1"],
+        ["bench", "postprocess", "--size", "0"],
+        ["bench", "postprocess", "--size=-5"],
+    ],
+    ids=["crops-0", "crops-negative", "eps-negative", "bench-size-0", "bench-size-negative"],
+)
+def test_more_options_out_of_range_are_usage_errors(image: Path, tmp_path: Path, argv: list[str], capsys) -> None:
+    argv = [str(image) if a == "IMG" else str(tmp_path / "o") if a == "OUT" else a for a in argv]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and "Traceback" not in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: AugmentConfig(colour=-1), r"colour \(--colour-jitter\) must be a number >= 0"),
+        (lambda: AugmentConfig(invert_probability=2), r"invert_probability \(--invert-probability\) must be"),
+        (lambda: AugmentConfig(scale_range=(1.4, 0.7)), "scale_range high must be"),
+    ],
+)
+def test_augmentation_settings_are_checked(make, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make()

@@ -311,3 +311,30 @@ def test_retuning_runs_off_the_gui_thread_and_the_latest_value_wins(dock, qtbot,
     assert section.config().min_size == 400
     assert threads and not any(threads)  # never on the GUI thread
     assert "re-computed in" in section.status.value
+
+
+def test_estimate_diameter_fills_the_box_and_segment_resizes_by_it(dock, qtbot, intensity_model) -> None:
+    import dataclasses
+
+    viewer, widget = dock
+    yy, xx = np.mgrid[:160, :160]
+    image = np.zeros((160, 160), np.float32)
+    for cy in range(20, 160, 40):
+        for cx in range(20, 160, 40):
+            image[(yy - cy) ** 2 + (xx - cx) ** 2 <= 25] = 1  # disks of diameter ~10
+    viewer.add_image(image, name="small cells")
+    widget.reset_choices()
+    widget.segment.image.value = viewer.layers["small cells"]
+    widget.segment.use_model(intensity_model)
+    assert not widget.segment.estimate_button.enabled  # this model records no diameter
+    sized = dataclasses.replace(intensity_model, metadata=dataclasses.replace(intensity_model.metadata, object_diameter=20.0))
+    widget.segment.use_model(sized)
+    assert widget.segment.estimate_button.enabled and "objects ~20 px" in widget.segment.info.value
+    assert widget.segment.estimate() is not None
+    wait_for_worker(qtbot, widget.segment)
+    assert 9 <= widget.segment.diameter.value <= 12 and "Objects measure about" in widget.segment.status.value
+    widget.segment.run()
+    wait_for_worker(qtbot, widget.segment)
+    assert viewer.layers["small cells labels"].data.max() == 16
+    widget.segment.diameter.value = 1.0  # would enlarge 20x: refused before any work
+    assert widget.segment.run() is None

@@ -17,7 +17,16 @@ from napari_usema._widgets.jobs import JobProgress, JobSlot
 from napari_usema._widgets.layers import spatial_transform, write_owned_labels
 from napari_usema.inference.channels import plan_channels
 from napari_usema.inference.devices import available_devices
-from napari_usema.inference.pipeline import LARGE_PLANE_PIXELS, SegmentationResult, channels_last, infer_layout, segment
+from napari_usema.inference.object_size import size_factor
+from napari_usema.inference.pipeline import (
+    LARGE_PLANE_PIXELS,
+    SegmentationResult,
+    channels_last,
+    estimate_diameter,
+    infer_layout,
+    plan_planes,
+    segment,
+)
 from napari_usema.inference.predictor import InferenceProgress
 from napari_usema.inference.tiling import TilingConfig
 from napari_usema.io.bundled import available_models, resolve_model
@@ -83,6 +92,12 @@ class SegmentSection(Container):
             label="Multi-scale TTA", choices=list(self._scale_choices), value="off",
             tooltip="also run at other sizes around the model's own and average: objects of unusual size are found more often",
         )  # fmt: skip
+        self.diameter = FloatSpinBox(
+            label="Object diameter (px)", value=0.0, min=0.0, max=5000.0, step=1.0,
+            tooltip="0: the objects are the model's size; otherwise the image is resized so that objects of this "
+            "diameter match the model's (cellpose's diameter)",
+        )  # fmt: skip
+        self.estimate_button = PushButton(text="Estimate diameter")
         self.show_probabilities = CheckBox(text="Add probability layer", value=False)
         self.new_layer = CheckBox(text="New layer for each run", value=False)
         self.run_button = PushButton(text="Segment")
@@ -90,8 +105,8 @@ class SegmentSection(Container):
         self.status = Label(label="")
         super().__init__(widgets=[
             self.model, self.checkpoint, self.info, self.image, self.channel, self.device, self.tile, self.overlap,
-            self.batch, self.tta, self.multiscale, self.show_probabilities, self.new_layer, self.run_button,
-            self.cancel_button, self.status,
+            self.batch, self.tta, self.multiscale, self.diameter, self.estimate_button, self.show_probabilities,
+            self.new_layer, self.run_button, self.cancel_button, self.status,
         ])  # fmt: skip
         self.info.native.setWordWrap(True)
         self.status.native.setWordWrap(True)
@@ -100,7 +115,9 @@ class SegmentSection(Container):
         self.checkpoint.changed.connect(lambda path: self.use_checkpoint(Path(path)))
         self.image.changed.connect(self._on_image)
         self.run_button.changed.connect(self.run)
+        self.estimate_button.changed.connect(self.estimate)
         self.jobs.register([self.run_button], self.cancel_button)
+        self.jobs.register([self.estimate_button], self.cancel_button, usable=self._knows_its_diameter)
         self._on_model_choice(self.model.value)
 
     # --- choices -------------------------------------------------------------------------------
@@ -155,6 +172,7 @@ class SegmentSection(Container):
             f"{meta.task}: {', '.join(meta.class_names)} | {meta.input_channels} input channel(s) | "
             f"{count_parameters(loaded.model) / 1e6:.1f}M parameters"
             + (f" | runs at {meta.input_scale:g}x resolution" if meta.input_scale != 1 else "")
+            + (f" | objects ~{meta.object_diameter:.0f} px" if meta.object_diameter else "")
         )
         # Start from the model's own multi-scale choice, as the post-process starts from its tuned values.
         label = scales_label(meta.test_scales)
@@ -162,6 +180,7 @@ class SegmentSection(Container):
             self._scale_choices[label] = meta.test_scales
             self.multiscale.choices = list(self._scale_choices)
         self.multiscale.value = label
+        self.jobs.refresh()  # Estimate needs a model that records its objects' diameter
         self.model_changed.emit(loaded)
 
     # --- running -------------------------------------------------------------------------------
@@ -175,28 +194,43 @@ class SegmentSection(Container):
             device=self.device.value,
         )
 
-    def run(self) -> GeneratorWorker | None:
-        """Start segmentation in a worker thread; returns the worker (None if the input is refused)."""
+    def _knows_its_diameter(self) -> bool:
+        return self.loaded is not None and self.loaded.metadata.object_diameter is not None
+
+    def _inputs(self) -> tuple[Image, Any, int | None] | None:
+        """The image layer, its data and the channel, checked; None (and a notification) if refused."""
         layer, channel = self.image.value, None if self.channel.value == AUTO else int(self.channel.value)
-        if self.jobs.refuse():
-            return None
         try:
             if self.loaded is None:
                 raise ValueError("choose a model first")
             if layer is None:
                 raise ValueError("there is no image layer to segment: open an image first")
             data = layer_array(layer)
-            layout = infer_layout(tuple(data.shape), self.loaded.metadata.input_channels, channel)
-            plane_shape = data.shape[1:] if layout.stacked else data.shape
-            plan_channels(tuple(plane_shape), self.loaded.metadata.input_channels, channel)
+            meta = self.loaded.metadata
+            size = size_factor(meta, self.diameter.value or None)
+            plan = plan_planes(meta, tuple(data.shape), self.tiling(), channel, size)
+            plane_shape = data.shape[1:] if plan.layout.stacked else data.shape
+            plan_channels(tuple(plane_shape), meta.input_channels, channel)
         except ValueError as err:
             show_error(str(err))
             return None
-        h, w = plane_shape[:2]
+        return layer, data, channel
+
+    def run(self) -> GeneratorWorker | None:
+        """Start segmentation in a worker thread; returns the worker (None if the input is refused)."""
+        if self.jobs.refuse() or (inputs := self._inputs()) is None:
+            return None
+        layer, data, channel = inputs
+        h, w = (
+            data.shape[1:3]
+            if infer_layout(tuple(data.shape), self.loaded.metadata.input_channels, channel).stacked
+            else data.shape[:2]
+        )
         keep = h * w <= LARGE_PLANE_PIXELS
         self.worker = create_worker(
-            segment, self.loaded, data, self.tiling(), self.watershed, channel=channel, keep_probabilities=keep
-        )
+            segment, self.loaded, data, self.tiling(), self.watershed,
+            channel=channel, keep_probabilities=keep, diameter=self.diameter.value or None,
+        )  # fmt: skip
         self.worker.yielded.connect(self._on_progress)
         self.worker.returned.connect(lambda result, img=layer: self._on_result(result, img))
         self.worker.errored.connect(lambda err: show_error(f"Segmentation failed: {err}"))
@@ -204,6 +238,28 @@ class SegmentSection(Container):
         self.worker.finished.connect(self._on_finished)
         self._set_status(f"Segmenting {layer.name}…")
         return self.jobs.start(self.worker, "Segmentation")
+
+    def estimate(self) -> GeneratorWorker | None:
+        """Estimate the objects' diameter with a first pass at the model's scale; fills the box."""
+        if self.jobs.refuse() or (inputs := self._inputs()) is None:
+            return None
+        layer, data, channel = inputs
+        self.worker = create_worker(estimate_diameter, self.loaded, data, self.tiling(), self.watershed, channel=channel)
+        self.worker.yielded.connect(self._on_progress)
+        self.worker.returned.connect(self._on_estimate)
+        self.worker.errored.connect(lambda err: show_error(f"Estimating the diameter failed: {err}"))
+        self.worker.aborted.connect(lambda: self._set_status("Cancelled: the diameter is unchanged."))
+        self.worker.finished.connect(self._on_finished)
+        self._set_status(f"Estimating the object diameter in {layer.name}…")
+        return self.jobs.start(self.worker, "Estimating the diameter")
+
+    def _on_estimate(self, estimate: float | None) -> None:
+        trained = self.loaded.metadata.object_diameter if self.loaded else None
+        if estimate is None:
+            self._set_status("No object found at the model's own size: set the diameter by hand.")
+            return
+        self.diameter.value = round(estimate, 1)
+        self._set_status(f"Objects measure about {estimate:.1f} px; the model's, {trained:.1f} px. Segment resizes to match.")
 
     def cancel(self) -> None:
         """Stop the running job (this one, or another tab's) after its current step."""

@@ -21,16 +21,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--device", default="auto")
     t.add_argument("--model", default="small", help="preset for overhead and MONAI figures (default small)")
-    t.add_argument("--size", type=int, default=1024, help="image side for overhead and MONAI figures (default 1024)")
+    t.add_argument("--size", type=_side, default=1024, help="image side for overhead and MONAI figures (default 1024)")
     t.add_argument("--tile", type=int, default=256)
     t.add_argument("--overlap", type=float, default=0.25)
     t.add_argument("--batch", type=int, default=4)
     t.add_argument("--throughput-model", default="paper")
-    t.add_argument("--throughput-size", type=int, default=4096, help="image side for megapixels/s (default 4096)")
+    t.add_argument("--throughput-size", type=_side, default=4096, help="image side for megapixels/s (default 4096)")
     t.set_defaults(handler=_tiling)
 
     pp = which.add_parser("postprocess", help="watershed time from cached probabilities (napari's live sliders)")
-    pp.add_argument("--size", type=int, default=2048)
+    pp.add_argument("--size", type=_side, default=2048, help="image side (default 2048)")
     pp.set_defaults(handler=_postprocess)
 
 
@@ -55,3 +55,10 @@ def _postprocess(args: argparse.Namespace) -> int:
 
     print(json.dumps(postprocess_time(args.size)), flush=True)
     return 0
+
+
+def _side(text: str) -> int:
+    value = int(text)
+    if value < 16:
+        raise argparse.ArgumentTypeError(f"an image side is a number of pixels >= 16, got {text}")
+    return value

@@ -7,6 +7,20 @@ import sys
 from pathlib import Path
 
 
+def _side(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"a crop side is a number of pixels >= 2, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
 def _point(text: str) -> tuple[int, int]:
     try:
         y, x = (int(v) for v in text.split(","))
@@ -21,9 +35,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--points", nargs="*", type=_point, default=[], metavar="Y,X", help="query pixels for attention maps")
-    p.add_argument("--crops", nargs="+", type=int, default=[16, 32, 64, 128, 256, 512], help="crop sides (N at stage 0 = side²)")
+    p.add_argument(
+        "--crops", nargs="+", type=_side, default=[16, 32, 64, 128, 256, 512], help="crop sides in pixels (N at stage 0 = side²)"
+    )
     p.add_argument("--budget", type=float, default=60.0, help="seconds after which full attention stops growing")
-    p.add_argument("--eps", type=float, default=0.5, help="'near uniform' means |N x score - 1| <= eps")
+    p.add_argument("--eps", type=_non_negative, default=0.5, help="'near uniform' means |N x score - 1| <= eps")
     p.add_argument("--channel", type=int)
     p.add_argument("--device", default="cpu")
     p.add_argument("--overwrite", action="store_true")

@@ -144,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
         check_output(args.json, overwrite=args.overwrite, suffix=".json", what="--json report")
     if args.names and not args.names.is_file():
         raise FileNotFoundError(f"--names {args.names} does not exist (a text file of image names, one per line)")
+    if args.pred.resolve() == args.truth.resolve():
+        raise ValueError(f"--pred and --truth are the same folder ({args.pred}): every prediction would be its own truth")
     names = read_name_list(args.names) if args.names else None
     pairs, missing, extra = match_files(args.pred, args.truth, names)
     for stem in missing:
@@ -153,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
     if not pairs:
         raise FileNotFoundError(f"no prediction in {args.pred} has a truth file of the same name in {args.truth}")
     report = evaluate_pairs(pairs, args.task, args.tolerance, args.exclude_border)
+    if args.exclude_border and report["task"] != "instance":
+        print("usema evaluate: --exclude-border applies to instance scores; semantic scores are unchanged", file=sys.stderr)
     report.update(missing=missing, extra=extra)
     _print_table(report)
     if args.json:

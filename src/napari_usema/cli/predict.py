@@ -96,6 +96,9 @@ def collect_inputs(inputs: list[Path]) -> list[Path]:
     for item in inputs:
         if item.is_dir():
             files.extend(list_images(item))
+            subfolders = sorted(p.name for p in item.iterdir() if p.is_dir())
+            if subfolders:
+                print(f"usema predict: not looking into the subfolders of {item}: {', '.join(subfolders)}", file=sys.stderr)
         elif item.exists():
             files.append(item)
         else:

@@ -139,10 +139,15 @@ def run_train(args: argparse.Namespace) -> int:
     )
     schedule = _schedule(args, TrainingConfig())  # its ranges are checked here, before the data is read
     select_device(args.device)  # an unknown or absent device is refused before any file is made
+    augment = AugmentConfig(invert_probability=args.invert_probability, colour=args.colour_jitter)  # checked now
     if args.binarize and args.task != "semantic":
         raise ValueError("--binarize is for semantic masks (class ids); instance masks keep their ids")
     names = sorted(find_pairs(args.data))
     val = read_name_list(args.val_list) if args.val_list else []
+    if args.val_list and not val:
+        raise ValueError(
+            f"--val-list {args.val_list} lists no names (one image name per line); leave it out to train without validation"
+        )
     train_names = read_name_list(args.train_list) if args.train_list else [n for n in names if n not in set(val)]
     overlap = sorted(set(val) & set(train_names))
     if overlap:
@@ -196,7 +201,6 @@ def run_train(args: argparse.Namespace) -> int:
         steps = steps_for_epochs(_positive(args.epochs, "--epochs"), len(train_samples), schedule.batch, world.size)
         schedule = dataclasses.replace(schedule, steps=steps)
     if args.invert_probability or args.colour_jitter:
-        augment = AugmentConfig(invert_probability=args.invert_probability, colour=args.colour_jitter)
         schedule = dataclasses.replace(schedule, augment=augment)
     log_path = args.out.with_name(args.out.name.removesuffix(".safetensors") + ".log.jsonl")
     log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -67,7 +67,8 @@ def atomic_write(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} exists; pass --overwrite (or choose another name) to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
+    # Short, so that a file name near the system's limit still has a legal temporary beside it.
+    temporary = path.with_name(f".usema-{uuid.uuid4().hex[:12]}.part")
     try:
         yield temporary
         os.chmod(temporary, 0o666 & ~_UMASK)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from scipy import ndimage as ndi
 from skimage import segmentation
 
+from napari_usema._checks import in_range
 from napari_usema.inference.channels import plan_channels
 from napari_usema.inference.normalization import normalize
 from napari_usema.inference.rescale import resize_image, resize_labels
@@ -155,6 +156,16 @@ class AugmentConfig:
     # Per-channel gain and offset (x -> x * U(1-c, 1+c) + U(-c, c) / 2 per channel), on top of the shared
     # intensity jitter: RGB frames from other cameras and stains differ in colour balance. 0: off.
     colour: float = 0.0
+
+    def __post_init__(self) -> None:
+        low, high = self.scale_range
+        in_range("scale_range low", low, 0, low_open=True)
+        in_range("scale_range high", high, low)
+        in_range("intensity", self.intensity, 0)
+        in_range("blur_probability", self.blur_probability, 0, 1)
+        in_range("noise", self.noise, 0)
+        in_range("invert_probability (--invert-probability)", self.invert_probability, 0, 1)
+        in_range("colour (--colour-jitter)", self.colour, 0, 1)
 
 
 class PatchSampler:
