@@ -3,7 +3,8 @@
 Layers, lowest first: the network (``model``); labels from probabilities (``postprocess``); files
 (``io``: images, checkpoints and their metadata); inference; analysis (metrics, attention);
 training; then the front ends. A module may import from its own sub-package and from lower layers.
-Imports are read from the source (``ast``), so imports inside functions count too.
+Imports are read from the source (``ast``), relative ones resolved, so imports inside functions count too.
+The engine imports its own modules relatively (``from ..io.checkpoint import ...``), the front ends absolutely.
 """
 
 from __future__ import annotations
@@ -52,13 +53,15 @@ def imports_of(module: str) -> set[str]:
     """The napari_usema modules that ``module`` imports, anywhere in its source."""
     path = PACKAGE.parent / Path(*module.split("."))
     path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level:
-            raise AssertionError(f"{module}: relative import of {node.module!r}; write it absolute")
         names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-        if isinstance(node, ast.ImportFrom) and node.module:
-            names = [node.module]
+        if isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            target = ".".join([*base, *([node.module] if node.module else [])])
+            # "from . import x" names a sub-module x, or a name of the package itself
+            names = [target] if node.module else [f"{target}.{a.name}" for a in node.names]
         found |= {n for n in names if n.split(".")[0] == "napari_usema"}
     return found
 

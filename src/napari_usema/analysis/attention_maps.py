@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from napari_usema.inference.rescale import resize_image
-from napari_usema.model import USEMA, AttentionTap, AttentionWeights
+from ..inference.rescale import resize_image
+from ..model import USEMA, AttentionTap, AttentionWeights
 
 
 def capture_weights(model: USEMA, image_chw: np.ndarray) -> list[AttentionWeights]:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from napari_usema.model import USEMA, AttentionTap
+from ..model import USEMA, AttentionTap
 
 HIST_EDGES = np.linspace(0.0, 5.0, 51)  # N x score; the last bin also takes everything above 5
 

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from napari_usema.analysis.attention_maps import StageAttention, stack_maps
-from napari_usema.analysis.dispersion import HIST_EDGES, ExperimentStep
-from napari_usema.io.outputs import atomic_write, check_output
+from ..io.outputs import atomic_write, check_output
+from .attention_maps import StageAttention, stack_maps
+from .dispersion import HIST_EDGES, ExperimentStep
 
 STATS = (
     ("normalized_entropy", "entropy / log N"),

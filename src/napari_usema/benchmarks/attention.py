@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from napari_usema.model.attention import AttentionMode, SEMAAttention
+from ..model.attention import AttentionMode, SEMAAttention
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def summarize(cases: list[AttentionCase]) -> dict[str, object]:
 
 
 def main(device: str = "auto", sides: list[int] | None = None, budget_s: float = 10.0) -> None:
-    from napari_usema.inference.devices import select_device
+    from ..inference.devices import select_device
 
     dev = str(select_device(device))
     cases = []

@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_usema.inference.channels import ChannelPlan
-from napari_usema.inference.devices import select_device
-from napari_usema.inference.normalization import IntensityStats
-from napari_usema.inference.predictor import ArraySink, ImageSource, predict_tiles
-from napari_usema.inference.tiling import TilingConfig, effective_tile, tile_grid
-from napari_usema.model import build_model, preset
+from ..inference.channels import ChannelPlan
+from ..inference.devices import select_device
+from ..inference.normalization import IntensityStats
+from ..inference.predictor import ArraySink, ImageSource, predict_tiles
+from ..inference.tiling import TilingConfig, effective_tile, tile_grid
+from ..model import build_model, preset
 
 
 def _emit(**figure: Any) -> None:
@@ -164,8 +164,8 @@ def throughput(model_name: str, size: int, tiling: TilingConfig) -> dict[str, An
 
 def postprocess_time(size: int = 2048, repeats: int = 3) -> dict[str, Any]:
     """Seconds for the watershed post-process of a ``size``² image from cached probabilities."""
-    from napari_usema.postprocess.watershed import instances_from_probabilities
-    from napari_usema.training.data import instance_targets
+    from ..postprocess.watershed import instances_from_probabilities
+    from ..training.data import instance_targets
 
     rng = np.random.default_rng(0)
     labels = np.zeros((size, size), np.int32)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_usema.io.metadata import NormalizationRecipe
+from ..io.metadata import NormalizationRecipe
 
 # Normalised inputs are clipped to +-this: real images stay within a few units, and an extreme outlier
 # must not overflow the network into NaN.

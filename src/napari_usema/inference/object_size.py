@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from napari_usema.io.metadata import CheckpointMetadata
+from ..io.metadata import CheckpointMetadata
 
 AUTO = "auto"
 Diameter = float | Literal["auto"] | None

@@ -18,18 +18,18 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from napari_usema.inference.channels import ChannelError
-from napari_usema.inference.devices import select_device
-from napari_usema.inference.normalization import count_non_finite, fill_non_finite
-from napari_usema.inference.object_size import AUTO, Diameter, check_diameter, factor_for_estimate, size_factor
-from napari_usema.inference.predictor import ArraySink, ClassSink, ImageSource, InferenceProgress, predict_tiles
-from napari_usema.inference.rescale import resize_image, resize_probabilities, scaled_shape
-from napari_usema.inference.tiling import TilingConfig, batch_count
-from napari_usema.io.checkpoint import LoadedModel
-from napari_usema.io.metadata import CheckpointMetadata
-from napari_usema.postprocess.config import WatershedConfig
-from napari_usema.postprocess.measure import median_diameter
-from napari_usema.postprocess.watershed import classes_from_probabilities, instances, quantise
+from ..io.checkpoint import LoadedModel
+from ..io.metadata import CheckpointMetadata
+from ..postprocess.config import WatershedConfig
+from ..postprocess.measure import median_diameter
+from ..postprocess.watershed import classes_from_probabilities, instances, quantise
+from .channels import ChannelError
+from .devices import select_device
+from .normalization import count_non_finite, fill_non_finite
+from .object_size import AUTO, Diameter, check_diameter, factor_for_estimate, size_factor
+from .predictor import ArraySink, ClassSink, ImageSource, InferenceProgress, predict_tiles
+from .rescale import resize_image, resize_probabilities, scaled_shape
+from .tiling import TilingConfig, batch_count
 
 # Planes with more pixels than this are post-processed band by band from files on disk.
 LARGE_PLANE_PIXELS = 8192 * 8192

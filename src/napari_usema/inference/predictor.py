@@ -13,12 +13,12 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from napari_usema.inference.channels import ChannelPlan, plan_channels
-from napari_usema.inference.devices import OutOfMemoryError, autocast, select_device
-from napari_usema.inference.normalization import IntensityStats, measure
-from napari_usema.inference.tiling import TilingConfig, effective_tile, gaussian_weight, tile_grid
-from napari_usema.io.metadata import NormalizationRecipe
-from napari_usema.model import on_device
+from ..io.metadata import NormalizationRecipe
+from ..model import on_device
+from .channels import ChannelPlan, plan_channels
+from .devices import OutOfMemoryError, autocast, select_device
+from .normalization import IntensityStats, measure
+from .tiling import TilingConfig, effective_tile, gaussian_weight, tile_grid
 
 
 @dataclass(frozen=True)

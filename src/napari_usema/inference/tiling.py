@@ -12,8 +12,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from napari_usema._checks import boolean, in_range
-from napari_usema.io.metadata import check_scales
+from .._checks import boolean, in_range
+from ..io.metadata import check_scales
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from napari_usema.io.metadata import METADATA_KEY, CheckpointError, CheckpointMetadata
-from napari_usema.io.outputs import atomic_write
-from napari_usema.model import USEMA, build_model, on_device
+from ..model import USEMA, build_model, on_device
+from .metadata import METADATA_KEY, CheckpointError, CheckpointMetadata
+from .outputs import atomic_write
 
 
 @dataclass
@@ -95,7 +95,7 @@ def checkpoint_path(path: Any) -> Path:
         raise CheckpointError("no checkpoint was given (the path is empty)")
     path = Path(path)
     if not path.exists():
-        from napari_usema.io.bundled import BUNDLED
+        from .bundled import BUNDLED
 
         hint = f"; for the bundled model, use resolve_model({str(path)!r})" if str(path) in BUNDLED else ""
         raise CheckpointError(f"checkpoint {path} does not exist{hint}")

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from napari_usema.io.outputs import atomic_write
+from .outputs import atomic_write
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 

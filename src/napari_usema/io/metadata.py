@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from napari_usema._checks import in_range
-from napari_usema.model.config import USEMAConfig
-from napari_usema.postprocess.config import WatershedConfig
+from .._checks import in_range
+from ..model.config import USEMAConfig
+from ..postprocess.config import WatershedConfig
 
 Method = Literal["percentile", "zscore", "none"]
 

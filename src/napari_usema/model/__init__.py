@@ -9,10 +9,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from napari_usema.model.attention import AttentionTap, AttentionWeights, SEMAAttention
-    from napari_usema.model.blocks import ResidualBlock, SEMABlock
-    from napari_usema.model.config import PRESETS, USEMAConfig, preset
-    from napari_usema.model.unet import USEMA, build_model, count_parameters, on_device
+    from .attention import AttentionTap, AttentionWeights, SEMAAttention
+    from .blocks import ResidualBlock, SEMABlock
+    from .config import PRESETS, USEMAConfig, preset
+    from .unet import USEMA, build_model, count_parameters, on_device
 
 _HOMES = {
     "AttentionTap": "attention",

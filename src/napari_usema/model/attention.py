@@ -13,7 +13,7 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from napari_usema.model.layers import RoPE2d, pad_to_multiple, valid_mask, window_partition, window_reverse
+from .layers import RoPE2d, pad_to_multiple, valid_mask, window_partition, window_reverse
 
 AttentionMode = Literal["window", "full"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from napari_usema.model.attention import AttentionMode, AttentionTap, SEMAAttention
+from .attention import AttentionMode, AttentionTap, SEMAAttention
 
 
 class ResidualBlock(nn.Module):

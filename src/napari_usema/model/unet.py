@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from napari_usema.model.attention import AttentionTap
-from napari_usema.model.blocks import ResidualBlock, SEMABlock
-from napari_usema.model.config import USEMAConfig
+from .attention import AttentionTap
+from .blocks import ResidualBlock, SEMABlock
+from .config import USEMAConfig
 
 
 class EncoderStage(nn.Module):

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
-from napari_usema._checks import boolean, in_range, one_of
+from .._checks import boolean, in_range, one_of
 
 Mode = Literal["watershed", "connected-components"]
 MODES: tuple[Mode, ...] = ("watershed", "connected-components")

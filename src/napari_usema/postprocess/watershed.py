@@ -26,8 +26,8 @@ from typing import Any, TypeVar
 import numpy as np
 from skimage import segmentation
 
-from napari_usema.postprocess.components import BandedComponents
-from napari_usema.postprocess.config import WatershedConfig
+from .components import BandedComponents
+from .config import WatershedConfig
 
 BAND = 1024  # rows per band; the flood of two bands runs on two threads
 HALO = 64  # rows beyond a band's border that its flood sees: more than a nucleus or a cell is tall

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
-from napari_usema.training.data import PatchSampler
-from napari_usema.training.distributed import World
+from .data import PatchSampler
+from .distributed import World
 
 
 def batch_stream(

@@ -12,13 +12,13 @@ import torch.nn.functional as F
 from scipy import ndimage as ndi
 from skimage import segmentation
 
-from napari_usema._checks import in_range
-from napari_usema.inference.channels import plan_channels
-from napari_usema.inference.normalization import normalize
-from napari_usema.inference.rescale import resize_image, resize_labels
-from napari_usema.io.images import as_label_image, find_pairs, read_image
-from napari_usema.io.metadata import CheckpointMetadata, NormalizationRecipe
-from napari_usema.postprocess.measure import median_diameter
+from .._checks import in_range
+from ..inference.channels import plan_channels
+from ..inference.normalization import normalize
+from ..inference.rescale import resize_image, resize_labels
+from ..io.images import as_label_image, find_pairs, read_image
+from ..io.metadata import CheckpointMetadata, NormalizationRecipe
+from ..postprocess.measure import median_diameter
 
 
 @dataclass

@@ -43,7 +43,7 @@ def init_world(device_name: str = "auto") -> World:
 
 def rank_device(world: World, device_name: str) -> torch.device:
     """This rank's device: its own GPU under torchrun, else the named or auto-selected device."""
-    from napari_usema.inference.devices import select_device
+    from ..inference.devices import select_device
 
     device = select_device(device_name)
     if device.type == "cuda" and world.distributed:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_usema.io import outputs
-from napari_usema.io.checkpoint import LoadedModel
-from napari_usema.training.data import AugmentConfig, Sample, make_sample, trained_diameter
-from napari_usema.training.trainer import TrainingConfig, TrainingProgress, train
+from ..io import outputs
+from ..io.checkpoint import LoadedModel
+from .data import AugmentConfig, Sample, make_sample, trained_diameter
+from .trainer import TrainingConfig, TrainingProgress, train
 
 # Chosen with benchmarks/finetune_transfer.py and benchmarks/finetune_speed.py (see README): every
 # stage trains (colour and contrast must adapt when the user's images differ from the training data);

@@ -24,21 +24,21 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from napari_usema._checks import in_range
-from napari_usema.analysis.metrics import instance_f1, semantic_scores
-from napari_usema.inference.devices import autocast
-from napari_usema.inference.predictor import predict_probabilities
-from napari_usema.inference.tiling import TilingConfig
-from napari_usema.io.checkpoint import save_checkpoint
-from napari_usema.io.metadata import CheckpointMetadata
-from napari_usema.io.outputs import atomic_write
-from napari_usema.model import USEMA, build_model
-from napari_usema.postprocess.config import WatershedConfig
-from napari_usema.postprocess.watershed import classes_from_probabilities, instances_from_probabilities
-from napari_usema.training.batches import IndexStream, batch_stream
-from napari_usema.training.data import AugmentConfig, PatchSampler, Sample
-from napari_usema.training.distributed import World, agree_on_max, barrier, rank_device
-from napari_usema.training.losses import deep_supervision_loss
+from .._checks import in_range
+from ..analysis.metrics import instance_f1, semantic_scores
+from ..inference.devices import autocast
+from ..inference.predictor import predict_probabilities
+from ..inference.tiling import TilingConfig
+from ..io.checkpoint import save_checkpoint
+from ..io.metadata import CheckpointMetadata
+from ..io.outputs import atomic_write
+from ..model import USEMA, build_model
+from ..postprocess.config import WatershedConfig
+from ..postprocess.watershed import classes_from_probabilities, instances_from_probabilities
+from .batches import IndexStream, batch_stream
+from .data import AugmentConfig, PatchSampler, Sample
+from .distributed import World, agree_on_max, barrier, rank_device
+from .losses import deep_supervision_loss
 
 # Batches drawn ahead on an accelerator, each on its own thread.
 _PREFETCH_THREADS = 4
