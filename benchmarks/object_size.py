@@ -58,7 +58,7 @@ def main() -> None:
                 "model": args.model,
                 "image_scale": scale,
                 "diameter": mode,
-                "mean_f1": round(float(np.mean(scores)), 4),
+                "mean_f1": round(float(np.mean(scores)), 5),
                 "images": len(names),
                 "seconds": round(time.perf_counter() - start, 1),
             }

@@ -148,7 +148,7 @@ def test_a_few_channels_last_are_channels_not_planes() -> None:
 
     image = np.zeros((64, 64, 5), np.float32)
     image[..., 2] = blobs()
-    with pytest.raises(ChannelError, match="the image has 5 channels"):
+    with pytest.raises(ChannelError, match=r"5 channels \(YXC\).*or, if these are 64 planes of 64x5, give --axes ZYX"):
         drive(segment(MODEL, image, TILING))
     assert drive(segment(MODEL, image, TILING, channel=2)).labels.max() == 2
     stack = drive(segment(MODEL, np.stack([blobs()] * 5), TILING))  # (5, 64, 64): planes, and said so

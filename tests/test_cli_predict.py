@@ -58,7 +58,7 @@ def test_existing_output_needs_overwrite(images: Path, tmp_path: Path, tiny_inst
         (
             lambda d: tifffile.imwrite(d / "stack4d.tif", np.zeros((2, 40, 40, 2), np.uint8)),
             [],
-            "choose a channel with --channel",
+            "pick the one to segment with --channel",
         ),
         (
             lambda d: tifffile.imwrite(d / "small.tif", np.zeros((40, 50), np.uint8)),

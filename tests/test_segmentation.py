@@ -9,22 +9,33 @@ import pytest
 
 import napari_usema.inference.pipeline as segmentation
 from napari_usema.inference.channels import ChannelError
-from napari_usema.inference.pipeline import disk_array, drive, infer_layout, segment
+from napari_usema.inference.pipeline import disk_array, drive, segment
 from napari_usema.inference.tiling import TilingConfig
 from napari_usema.io.checkpoint import load_checkpoint
 
 TILING = TilingConfig(tile=64, overlap=0.25, batch=2, device="cpu")
 
 
-def test_layouts() -> None:
-    assert infer_layout((100, 120), 1, None) == segmentation.Layout(False, False)
-    assert infer_layout((100, 120, 3), 3, None) == segmentation.Layout(False, True)
-    assert infer_layout((7, 100, 120), 1, None) == segmentation.Layout(True, False)
-    assert infer_layout((7, 100, 120, 3), 3, None) == segmentation.Layout(True, True)
-    with pytest.raises(ChannelError, match="choose a channel with --channel"):
-        infer_layout((7, 100, 120, 2), 1, None)
-    with pytest.raises(ChannelError, match="5 dimensions"):
-        infer_layout((1, 2, 3, 4, 5), 1, None)
+def test_axes_read_from_the_shape_when_nobody_says() -> None:
+    plan = lambda shape, channels=1, channel=None: segmentation.plan_planes(  # noqa: E731
+        _meta(channels), shape, TILING, channel
+    )
+    assert (plan((100, 120)).axes, plan((100, 120)).stack_shape) == ("YX", ())
+    assert plan((100, 120, 3), 3).axes == "YXC" and plan((100, 120, 3), 3).reading.colour
+    stack = plan((7, 100, 120))
+    assert (stack.axes, stack.stack_shape, stack.planes) == ("ZYX", (7,), 7) and "--axes CYX" in stack.reading.note
+    assert plan((7, 100, 120, 3), 3).axes == "ZYXC"
+    with pytest.raises(ChannelError, match="pick the one to segment with --channel"):
+        plan((7, 100, 120, 2), 1)
+    with pytest.raises(ValueError, match=r"give --axes, e.g. TZCYX"):
+        plan((1, 2, 3, 4, 5))
+
+
+def _meta(channels: int):
+    from napari_usema.io.metadata import CheckpointMetadata
+    from napari_usema.model import USEMAConfig
+
+    return CheckpointMetadata(USEMAConfig(in_channels=channels, out_channels=3))
 
 
 def test_instance_segmentation_of_a_grayscale_image(tiny_instance_checkpoint: Path) -> None:

@@ -169,7 +169,7 @@ def test_bad_input_shows_a_notification_and_changes_nothing(
     viewer.add_image(np.zeros((2, 50, 60, 5), np.uint8), name="5 channels")
     widget.reset_choices()
     widget.segment.image.value = viewer.layers["5 channels"]
-    assert widget.segment.run() is None and "choose a channel" in errors[-1]
+    assert widget.segment.run() is None and "pick the one to segment" in errors[-1]
     viewer.add_labels(np.zeros((260, 347), np.uint16), name="empty")
     widget.reset_choices()
     widget.segment.image.value = viewer.layers["nuclei"]
@@ -338,3 +338,91 @@ def test_estimate_diameter_fills_the_box_and_segment_resizes_by_it(dock, qtbot, 
     assert viewer.layers["small cells labels"].data.max() == 16
     widget.segment.diameter.value = 1.0  # would enlarge 20x: refused before any work
     assert widget.segment.run() is None
+
+
+@pytest.fixture
+def dapi_marker_file(shared_data: Path, tmp_path: Path) -> tuple[Path, np.ndarray]:
+    """A DAPI + marker OME-TIFF made from a real nuclei image, and the DAPI plane."""
+    import tifffile
+
+    from napari_usema.io.images import find_pairs, read_image
+
+    dapi = read_image(find_pairs(shared_data / "microscopy")["dsb2018s1test_4be73d68f4338691"][0])
+    path = tmp_path / "cells.ome.tif"
+    metadata = {"axes": "CYX", "Channel": {"Name": ["DAPI", "marker"]}, "PhysicalSizeX": 0.325, "PhysicalSizeY": 0.325}
+    tifffile.imwrite(path, np.stack([dapi, 255 - dapi]), ome=True, metadata=metadata)
+    return path, dapi
+
+
+def test_an_ome_tiff_opens_split_by_channel_and_its_dapi_layer_segments(dock, qtbot, dapi_marker_file) -> None:
+    viewer, widget = dock
+    path, dapi = dapi_marker_file
+    viewer.open(str(path), plugin="napari-usema")
+    assert {"DAPI", "marker"} <= {layer.name for layer in viewer.layers}  # napari's channel_axis, named by the file
+    assert tuple(viewer.layers["DAPI"].scale) == (0.325, 0.325) and viewer.layers["DAPI"].metadata["axes"] == "YX"
+    widget.reset_choices()
+    widget.segment.image.value = viewer.layers["DAPI"]
+    widget.segment.run()
+    wait_for_worker(qtbot, widget.segment)
+    labels = viewer.layers["DAPI labels"]
+    expected = drive(segment(widget.segment.loaded, dapi, widget.segment.tiling(), widget.segment.watershed)).labels
+    np.testing.assert_array_equal(labels.data, expected)
+    assert labels.data.max() >= 30 and tuple(labels.scale) == (0.325, 0.325)
+
+
+def test_a_multichannel_layer_lists_its_channels_by_name_and_segments_the_chosen_one(dock, qtbot, dapi_marker_file) -> None:
+    viewer, widget = dock
+    path, dapi = dapi_marker_file
+    import tifffile
+
+    both = tifffile.imread(path)
+    viewer.add_image(both, name="both", scale=(1, 0.5, 0.5), metadata={"axes": "CYX", "channel_names": ["DAPI", "marker"]})
+    widget.reset_choices()
+    widget.segment.image.value = viewer.layers["both"]
+    assert widget.segment.axes.value == "CYX"
+    box = widget.segment.channel
+    assert box.choices == ("auto", 0, 1)
+    assert [box.native.itemText(i) for i in range(box.native.count())] == ["auto", "0: DAPI", "1: marker"]
+    assert widget.segment.run() is None  # two fluorescence channels: one must be picked
+    widget.segment.channel.value = 0
+    widget.segment.run()
+    wait_for_worker(qtbot, widget.segment)
+    labels = viewer.layers["both labels"]
+    assert labels.data.shape == dapi.shape and tuple(labels.scale) == (0.5, 0.5)
+    expected = drive(segment(widget.segment.loaded, dapi, widget.segment.tiling(), widget.segment.watershed)).labels
+    np.testing.assert_array_equal(labels.data, expected)
+    # Read as planes instead (the Axes box), the same layer gives a stack of labels.
+    widget.segment.axes.value = "ZYX"
+    assert widget.segment.channel.choices == ("auto",)
+
+
+def test_tracking_in_napari_keeps_ids_across_frames_and_survives_retuning(dock, qtbot, shared_data: Path) -> None:
+    from napari_usema.io.images import find_pairs, read_image
+
+    viewer, widget = dock
+    image = read_image(find_pairs(shared_data / "microscopy")["dsb2018s1test_4be73d68f4338691"][0])
+    movie = np.stack([image[3 * t : 3 * t + 200, 2 * t : 2 * t + 200] for t in range(3)])
+    viewer.add_image(movie, name="movie", metadata={"axes": "TYX"})
+    widget.reset_choices()
+    widget.segment.image.value = viewer.layers["movie"]
+    widget.segment.stacks.value = "track objects over time (T)"
+    widget.segment.run()
+    wait_for_worker(qtbot, widget.segment)
+    labels = viewer.layers["movie labels"]
+
+    def agreement() -> float:
+        here, there = labels.data[0][3:, 2:], labels.data[1][:197, :198]
+        both = (here > 0) & (there > 0)
+        return float((here[both] == there[both]).mean())
+
+    assert labels.data.shape == (3, 200, 200) and agreement() > 0.97
+    widget.postprocess.interior.value = 0.8  # re-tuned from the cache: still tracked
+    qtbot.waitUntil(lambda: "re-computed" in widget.postprocess.status.value, timeout=60_000)
+    from napari_usema.postprocess.linking import track
+    from napari_usema.postprocess.watershed import instances_from_probabilities
+
+    config = widget.postprocess.config()
+    frames = np.stack([instances_from_probabilities(p, config) for p in widget.segment.state.probabilities])
+    np.testing.assert_array_equal(labels.data, track(frames, 0.25))
+    widget.segment.stacks.value = "stitch Z planes into 3-D objects"
+    assert widget.segment.run() is None  # a TYX layer has no Z

@@ -14,8 +14,7 @@ from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils.notifications import show_error, show_info
 
 from napari_usema._widgets.jobs import JobProgress
-from napari_usema._widgets.layers import spatial_transform
-from napari_usema._widgets.segment import SegmentSection, layer_array
+from napari_usema._widgets.segment import SegmentSection
 from napari_usema.analysis.attention_maps import StageAttention, at_model_scale, query_attention, stack_maps
 from napari_usema.analysis.dispersion import ExperimentStep, experiment
 from napari_usema.analysis.dispersion_report import head_mean, write_report
@@ -129,7 +128,7 @@ class AttentionExplorer(Container):
             return None
         try:
             layer = self._image()
-            h, w = layer_array(layer).shape[:2]
+            h, w = self.segment.plane_data(layer).shape[:2]
             if not (0 <= point[0] < h and 0 <= point[1] < w):
                 raise ValueError(f"the point {point} is outside the image")
         except ValueError as err:
@@ -139,15 +138,16 @@ class AttentionExplorer(Container):
         x0 = int(np.clip(point[1] - CAPTURE_SIDE // 2, 0, max(w - CAPTURE_SIDE, 0)))
         box = (y0, min(y0 + CAPTURE_SIDE, h), x0, min(x0 + CAPTURE_SIDE, w))
         self._add_point(layer, point)
-        worker = create_worker(
-            _attention_job, self.segment.loaded, layer_array(layer), self._channel(), box, (point[0] - y0, point[1] - x0)
-        )
+        data, target = self.segment.plane_data(layer), (point[0] - y0, point[1] - x0)
+        worker = create_worker(_attention_job, self.segment.loaded, data, self._channel(), box, target)
         worker.returned.connect(lambda stages, p=point, b=box, img=layer: self._on_maps(stages, p, b, img))
         return self._start(worker, f"Attention of pixel {point}…")
 
     def _add_point(self, image: Image, point: tuple[int, int]) -> None:
         if POINTS not in self.viewer.layers:
-            self.viewer.add_points(np.empty((0, 2)), name=POINTS, size=6, face_color="cyan", **spatial_transform(image))
+            self.viewer.add_points(
+                np.empty((0, 2)), name=POINTS, size=6, face_color="cyan", **self.segment.transform_for(image, "YX")
+            )
         layer = self.viewer.layers[POINTS]
         layer.data = np.concatenate([layer.data, [point]])
 
@@ -168,15 +168,14 @@ class AttentionExplorer(Container):
         stack = resize_probabilities(stack, (ch, cw))  # a model with an input scale answers at its own size
         k = stack.shape[0]
         image = self._image_layer
-        h, w = layer_array(image).shape[:2]
+        h, w = self.segment.plane_data(image).shape[:2]
         full = np.zeros((k, h, w), np.float32)
         # Each plane is scaled to its own maximum: heads and stages differ by orders of magnitude
         # (1/256 in a window, 1/N at the bottleneck), and one contrast range would hide most of them.
         # Export writes the raw scores.
         peaks = stack.reshape(k, -1).max(axis=1)
         full[:, y0 : y0 + ch, x0 : x0 + cw] = stack / np.where(peaks > 0, peaks, 1)[:, None, None]
-        transform = spatial_transform(image)
-        transform = {key: (1.0, *val) if key == "scale" else (0.0, *val) for key, val in transform.items()}
+        transform = self.segment.transform_for(image, "KYX")  # K: one plane per stage and head
         if MAPS in self.viewer.layers:
             self.viewer.layers[MAPS].data = full
         else:
@@ -190,7 +189,7 @@ class AttentionExplorer(Container):
     # --- dispersion -----------------------------------------------------------------------------
     def _view_box(self, layer: Image) -> tuple[int, int, int, int]:
         """``(y0, y1, x0, x1)`` of the square in view: centred on the camera, as large as the canvas shows."""
-        h, w = layer_array(layer).shape[:2]
+        h, w = self.segment.plane_data(layer).shape[:2]
         scene = getattr(self.viewer, "scene", None)  # napari >= 0.9 moved the camera to viewer.scene
         camera = scene.camera if scene is not None else self.viewer.camera
         cy, cx = (int(v) for v in layer.world_to_data(camera.center)[-2:])
@@ -214,7 +213,7 @@ class AttentionExplorer(Container):
             return None
         self.steps = []
         worker = create_worker(
-            _dispersion_job, self.segment.loaded, layer_array(layer), self._channel(), box, crops, self.budget.value
+            _dispersion_job, self.segment.loaded, self.segment.plane_data(layer), self._channel(), box, crops, self.budget.value
         )
         worker.yielded.connect(self._on_step)
         worker.returned.connect(self._on_dispersion_done)

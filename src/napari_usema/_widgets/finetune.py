@@ -15,7 +15,7 @@ from napari.utils.notifications import show_error, show_info
 from napari_usema._widgets.jobs import JobProgress
 from napari_usema._widgets.layers import region_mask
 from napari_usema._widgets.plot import LossPlot
-from napari_usema._widgets.segment import SegmentSection, layer_array
+from napari_usema._widgets.segment import SegmentSection
 from napari_usema.training.finetune import FINETUNE_DEFAULTS, CorrectedPair, check_output, finetune, versioned_path
 from napari_usema.training.trainer import TrainingProgress
 
@@ -84,7 +84,7 @@ class FinetuneSection(Container):
                 raise ValueError("choose the image in the Segment section first")
             if labels is None:
                 raise ValueError("there is no labels layer: segment the image, then correct its labels")
-            data, truth = np.asarray(layer_array(image)), np.asarray(labels.data)
+            data, truth = np.asarray(self.segment.plane_data(image)), np.asarray(labels.data)
             if truth.shape != data.shape[: truth.ndim] or truth.ndim != 2:
                 raise ValueError(f"labels {truth.shape} do not match the 2-D image {data.shape}")
             if not truth.any():

@@ -14,14 +14,32 @@ def checksum(data: Any) -> int:
     return zlib.crc32(np.ascontiguousarray(np.asarray(data)).view(np.uint8))
 
 
-def spatial_transform(image: Image) -> dict[str, Any]:
-    """``scale`` and ``translate`` of the image's spatial axes, for a Labels layer laid over it."""
-    n = image.data.ndim - (1 if image.rgb else 0)
-    return {"scale": tuple(image.scale[-n:]), "translate": tuple(image.translate[-n:])}
+def spatial_transform(image: Image, axes: str | None = None, out_axes: str | None = None) -> dict[str, Any]:
+    """``scale`` and ``translate`` for a layer laid over ``image``: of each of ``out_axes`` (the labels'
+    axes, e.g. ``"ZYX"``), read from ``image``'s axis of that letter in ``axes`` (its own, e.g. ``"CZYX"``);
+    an axis the image does not have (the classes of probabilities, K) gets scale 1. Without axes, the
+    image's last axes, as many as the image has spatial ones."""
+    if axes is None or out_axes is None:
+        n = image.ndim
+        return {"scale": tuple(image.scale[-n:]), "translate": tuple(image.translate[-n:])}
+    own = axes[: image.ndim]  # an RGB layer's colour axis is not one of its dims
+    scale = dict(zip(own, image.scale, strict=True))
+    translate = dict(zip(own, image.translate, strict=True))
+    return {
+        "scale": tuple(float(scale.get(a, 1.0)) for a in out_axes),
+        "translate": tuple(float(translate.get(a, 0.0)) for a in out_axes),
+    }
 
 
 def write_owned_labels(
-    viewer: Any, data: np.ndarray, name: str, image: Image, *, force_new: bool = False, **kwargs: Any
+    viewer: Any,
+    data: np.ndarray,
+    name: str,
+    image: Image,
+    *,
+    force_new: bool = False,
+    transform: dict[str, Any] | None = None,
+    **kwargs: Any,
 ) -> Labels:
     """Put ``data`` into the layer ``name`` that this plugin made earlier, or into a new layer.
 
@@ -42,7 +60,7 @@ def write_owned_labels(
         k = 2
         while free in viewer.layers:
             free, k = f"{name} [{k}]", k + 1
-        layer = viewer.add_labels(data, name=free, **spatial_transform(image), **kwargs)
+        layer = viewer.add_labels(data, name=free, **(transform or spatial_transform(image)), **kwargs)
     layer.metadata["usema_checksum"] = checksum(layer.data)
     return layer
 

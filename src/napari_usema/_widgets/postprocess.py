@@ -19,7 +19,9 @@ from qtpy.QtCore import QTimer
 
 from napari_usema._widgets.layers import checksum, is_edited, write_owned_labels
 from napari_usema._widgets.segment import SegmentationState, SegmentSection
+from napari_usema.inference.object_size import watershed_at_size
 from napari_usema.postprocess.config import WatershedConfig
+from napari_usema.postprocess.linking import StackLinks
 from napari_usema.postprocess.watershed import instances_from_probabilities
 
 
@@ -100,7 +102,9 @@ class PostprocessSection(Container):
         if self.worker is not None:
             return None  # _on_finished starts the latest values when the running one ends
         config = self.config()
-        self.worker = create_worker(_relabel, state.probabilities, config)
+        # min_size means pixels at the model's object size, as in the run (watershed_at_size).
+        config_here = watershed_at_size(config, state.size)
+        self.worker = create_worker(_relabel, state.probabilities, config_here, state.links, state.axes)
         self.worker.returned.connect(lambda result, c=config, s=state: self._show(result, c, s))
         self.worker.errored.connect(lambda err: show_error(f"Re-tuning failed: {err}"))
         self.worker.finished.connect(self._on_finished)
@@ -120,7 +124,8 @@ class PostprocessSection(Container):
         layer = state.labels
         if layer in self.segment.viewer.layers and is_edited(layer):
             # Painted corrections are the user's: keep them and show the new labels beside them.
-            layer = write_owned_labels(self.segment.viewer, labels, f"{layer.name} (re-tuned)", state.image, force_new=True)
+            name = f"{layer.name} (re-tuned)"
+            layer = write_owned_labels(self.segment.viewer, labels, name, state.image, force_new=True, transform=state.transform)
             show_info(f"{state.labels.name} has your edits, so the re-tuned labels went to {layer.name}")
             self.segment.state = dataclasses.replace(state, labels=layer)
         else:
@@ -129,11 +134,13 @@ class PostprocessSection(Container):
         self.status.value = f"{int(labels.max())} objects, re-computed in {elapsed:.2f} s"
 
 
-def _relabel(probabilities: np.ndarray, config: WatershedConfig) -> tuple[np.ndarray, float]:
-    """Labels from cached ``([Z,] 3, H, W)`` probabilities, and the seconds it took (on a worker)."""
+def _relabel(probabilities: np.ndarray, config: WatershedConfig, links: StackLinks, axes: str) -> tuple[np.ndarray, float]:
+    """Labels of ``axes`` from cached ``([T][Z] 3, H, W)`` probabilities, stitched/tracked as the run
+    was, and the seconds it took (on a worker)."""
     start = time.perf_counter()
-    if probabilities.ndim == 4:
-        labels = np.stack([instances_from_probabilities(p, config) for p in probabilities])
-    else:
-        labels = instances_from_probabilities(probabilities, config)
+    lead = probabilities.shape[:-3]
+    planes = probabilities.reshape(-1, *probabilities.shape[-3:])
+    labels = np.stack([instances_from_probabilities(p, config) for p in planes]).reshape(*lead, *planes.shape[-2:])
+    if links:
+        labels = links.apply(labels, axes)
     return labels, time.perf_counter() - start

@@ -15,29 +15,24 @@ from psygnal import Signal
 
 from napari_usema._widgets.jobs import JobProgress, JobSlot
 from napari_usema._widgets.layers import spatial_transform, write_owned_labels
-from napari_usema.inference.channels import plan_channels
+from napari_usema.inference.axes import AxesReading, candidate_axes, read_axes
 from napari_usema.inference.devices import available_devices
 from napari_usema.inference.object_size import size_factor
-from napari_usema.inference.pipeline import (
-    LARGE_PLANE_PIXELS,
-    SegmentationResult,
-    channels_last,
-    estimate_diameter,
-    infer_layout,
-    plan_planes,
-    segment,
-)
+from napari_usema.inference.pipeline import NO_LINKS, SegmentationResult, estimate_diameter, plan_links, plan_planes, segment
 from napari_usema.inference.predictor import InferenceProgress
 from napari_usema.inference.tiling import TilingConfig
 from napari_usema.io.bundled import available_models, resolve_model
 from napari_usema.io.checkpoint import LoadedModel, load_checkpoint
 from napari_usema.postprocess.config import WatershedConfig
+from napari_usema.postprocess.linking import StackLinks
 
 BROWSE = "Browse for a checkpoint…"
 AUTO = "auto"
 # Multi-scale TTA choices: factors on the model's own scale (TilingConfig.scales). A model that stores
 # other factors (CheckpointMetadata.test_scales) adds its own choice.
 MULTISCALE = {"off": (1.0,), "0.8x, 1x, 1.25x (~3x slower)": (0.8, 1.0, 1.25)}
+# The Stacks box: how objects of neighbouring planes are joined (StackLinks).
+STACKS = ("each plane on its own", "stitch Z planes into 3-D objects", "track objects over time (T)", "stitch Z and track T")
 
 
 def scales_label(scales: tuple[float, ...]) -> str:
@@ -54,6 +49,22 @@ class SegmentationState:
     labels: Labels
     probabilities: np.ndarray | None  # ([Z,] K, H, W), None for planes too large to cache
     loaded: LoadedModel
+    size: float = 1.0  # the object-size factor of the run (the post-process scales min_size by it)
+    axes: str = "YX"  # the labels' axes
+    links: StackLinks = NO_LINKS  # re-applied when the post-process is re-tuned
+    transform: dict[str, Any] | None = None  # the labels layer's scale and translate
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What one Segment (or Estimate) click will run on, checked."""
+
+    layer: Image
+    data: Any
+    channel: int | None
+    reading: AxesReading
+    links: StackLinks
+    large: bool
 
 
 def layer_array(layer: Image) -> Any:
@@ -81,7 +92,19 @@ class SegmentSection(Container):
         self.checkpoint = FileEdit(label="Checkpoint", filter="*.safetensors", visible=False)
         self.info = Label(label="")
         self.image = ComboBox(label="Image", choices=self._image_layers, nullable=True)
-        self.channel = ComboBox(label="Channel", choices=[AUTO], tooltip="for images with more channels than the model takes")
+        self.axes = ComboBox(
+            label="Axes", choices=self._axes_choices,
+            tooltip="what each axis of the layer is (T time, Z depth, C channels, Y, X); auto: the file's, else read "
+            "from the shape and announced",
+        )  # fmt: skip
+        self.channel = ComboBox(
+            label="Channel", choices=self._channel_choices, tooltip="for images with more channels than the model takes"
+        )
+        self.stacks = ComboBox(label="Stacks", choices=list(STACKS), value=STACKS[0], tooltip="one id per object across planes")
+        self.link_iou = FloatSpinBox(
+            label="Stack IoU", value=0.25, min=0.01, max=1.0, step=0.05,
+            tooltip="objects of neighbouring planes that overlap at least this much are one object",
+        )  # fmt: skip
         self.device = ComboBox(label="Device", choices=available_devices(), value=defaults.device)
         self.tile = SpinBox(label="Tile", value=defaults.tile, min=16, max=8192, step=16)
         self.overlap = FloatSpinBox(label="Overlap", value=defaults.overlap, min=0.0, max=0.9, step=0.05)
@@ -104,7 +127,8 @@ class SegmentSection(Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(label="")
         super().__init__(widgets=[
-            self.model, self.checkpoint, self.info, self.image, self.channel, self.device, self.tile, self.overlap,
+            self.model, self.checkpoint, self.info, self.image, self.axes, self.channel, self.stacks, self.link_iou,
+            self.device, self.tile, self.overlap,
             self.batch, self.tta, self.multiscale, self.diameter, self.estimate_button, self.show_probabilities,
             self.new_layer, self.run_button, self.cancel_button, self.status,
         ])  # fmt: skip
@@ -114,6 +138,7 @@ class SegmentSection(Container):
         self.model.changed.connect(self._on_model_choice)
         self.checkpoint.changed.connect(lambda path: self.use_checkpoint(Path(path)))
         self.image.changed.connect(self._on_image)
+        self.axes.changed.connect(lambda _: self.channel.reset_choices())
         self.run_button.changed.connect(self.run)
         self.estimate_button.changed.connect(self.estimate)
         self.jobs.register([self.run_button], self.cancel_button)
@@ -134,12 +159,77 @@ class SegmentSection(Container):
         if self.image.value is None and images:
             self.image.value = images[-1][1]
 
+    def _axes_choices(self, _: Any = None) -> list[str]:
+        """The readings of the chosen layer's shape (the Axes box), with the one its metadata says."""
+        layer = self.image.value
+        if layer is None or layer.rgb:
+            return [AUTO]
+        ndim = layer_array(layer).ndim
+        choices = [AUTO, *candidate_axes(ndim)]
+        said = layer.metadata.get("axes")
+        if isinstance(said, str) and said not in choices and len(said) == ndim:
+            choices.append(said)
+        return choices
+
+    def _channel_choices(self, _: Any = None) -> list[tuple[str, Any]]:
+        """The channels of the reading's C axis (the Channel box), by name where the layer's metadata has them."""
+        choices: list[tuple[str, Any]] = [(AUTO, AUTO)]
+        layer = self.image.value
+        if layer is None or layer.rgb:
+            return choices
+        try:
+            reading = self._reading(layer, None)
+        except ValueError:
+            return choices
+        shape = tuple(layer_array(layer).shape)
+        if "C" in reading.standard(shape):
+            names = tuple(layer.metadata.get("channel_names") or ())
+            count = shape[reading.axes.index("C")]
+            choices += [(f"{i}: {names[i]}" if len(names) == count else str(i), i) for i in range(count)]
+        return choices
+
     def _on_image(self, layer: Image | None) -> None:
-        choices: list[Any] = [AUTO]
-        shape = tuple(layer_array(layer).shape) if layer is not None else ()
-        if layer is not None and not layer.rgb and (len(shape) == 4 or (len(shape) == 3 and channels_last(shape))):
-            choices += list(range(shape[-1]))
-        self.channel.choices = choices
+        """A new layer: offer its readings, starting from what its metadata says, and its channels."""
+        self.axes.reset_choices()
+        said = layer.metadata.get("axes") if layer is not None else None
+        self.axes.value = said if said in self.axes.choices else AUTO
+        self.channel.reset_choices()
+
+    def _reading(self, layer: Image, channel: int | None) -> AxesReading:
+        """The layer's axes: the Axes box's, else the layer's metadata, else a guess from the shape."""
+        shape = tuple(layer_array(layer).shape)
+        channels = self.loaded.metadata.input_channels if self.loaded is not None else 1
+        if layer.rgb:
+            return AxesReading("YXC"[-len(shape) :] if len(shape) == 3 else "ZYXC", "file", colour=True)
+        said = layer.metadata.get("axes")
+        file_axes = said if isinstance(said, str) and len(said) == len(shape) else None
+        given = None if self.axes.value in (AUTO, None) else self.axes.value
+        return read_axes(shape, channels, given=given, file_axes=file_axes, channel=channel)
+
+    def plane_data(self, layer: Image) -> Any:
+        """The layer as one 2-D image ``(H, W)`` or ``(H, W, C)``, its axes read as for Segment (for
+        fine-tuning and attention, which work on one plane).
+
+        Raises:
+            ValueError: the layer reads as a stack.
+        """
+        data = layer_array(layer)
+        reading = self._reading(layer, None)
+        standard = reading.standard(tuple(data.shape))
+        if standard not in ("YX", "YXC"):
+            raise ValueError(f"{layer.name} reads as {standard}, a stack; this works on one 2-D image (choose one plane)")
+        return reading.standardise(data)
+
+    def transform_for(self, layer: Image, out_axes: str) -> dict[str, Any]:
+        """``scale`` and ``translate`` for a layer of ``out_axes`` (e.g. ``"YX"``) laid over ``layer``."""
+        try:
+            return spatial_transform(layer, self._reading(layer, None).axes, out_axes)
+        except ValueError:  # a shape that reads no way: its last axes, as napari would align them
+            return spatial_transform(layer)
+
+    def stack_links(self) -> StackLinks:
+        choice, iou = self.stacks.value, self.link_iou.value
+        return StackLinks(stitch=iou if "stitch" in choice else None, track=iou if "track" in choice else None)
 
     # --- model ---------------------------------------------------------------------------------
     def _on_model_choice(self, choice: str | None) -> None:
@@ -197,9 +287,10 @@ class SegmentSection(Container):
     def _knows_its_diameter(self) -> bool:
         return self.loaded is not None and self.loaded.metadata.object_diameter is not None
 
-    def _inputs(self) -> tuple[Image, Any, int | None] | None:
-        """The image layer, its data and the channel, checked; None (and a notification) if refused."""
-        layer, channel = self.image.value, None if self.channel.value == AUTO else int(self.channel.value)
+    def _inputs(self, *, links: bool = True) -> Inputs | None:
+        """The image layer, its data, axes, channel and stack links, checked; None (and a notification) if refused."""
+        layer, channel = self.image.value, self.channel.value
+        channel = None if channel in (AUTO, None) else int(channel)
         try:
             if self.loaded is None:
                 raise ValueError("choose a model first")
@@ -208,31 +299,29 @@ class SegmentSection(Container):
             data = layer_array(layer)
             meta = self.loaded.metadata
             size = size_factor(meta, self.diameter.value or None)
-            plan = plan_planes(meta, tuple(data.shape), self.tiling(), channel, size)
-            plane_shape = data.shape[1:] if plan.layout.stacked else data.shape
-            plan_channels(tuple(plane_shape), meta.input_channels, channel)
+            reading = self._reading(layer, channel)
+            plan = plan_planes(meta, tuple(data.shape), self.tiling(), channel, size, reading)
+            stack_links = self.stack_links() if links else NO_LINKS
+            reading = plan_links(plan, stack_links, meta.task, streamed=False)
         except ValueError as err:
             show_error(str(err))
             return None
-        return layer, data, channel
+        if reading.note:
+            show_info(f"{layer.name}: {reading.note}")
+        return Inputs(layer, data, channel, reading, stack_links, plan.large)
 
     def run(self) -> GeneratorWorker | None:
         """Start segmentation in a worker thread; returns the worker (None if the input is refused)."""
         if self.jobs.refuse() or (inputs := self._inputs()) is None:
             return None
-        layer, data, channel = inputs
-        h, w = (
-            data.shape[1:3]
-            if infer_layout(tuple(data.shape), self.loaded.metadata.input_channels, channel).stacked
-            else data.shape[:2]
-        )
-        keep = h * w <= LARGE_PLANE_PIXELS
+        layer = inputs.layer
         self.worker = create_worker(
-            segment, self.loaded, data, self.tiling(), self.watershed,
-            channel=channel, keep_probabilities=keep, diameter=self.diameter.value or None,
+            segment, self.loaded, inputs.data, self.tiling(), self.watershed,
+            channel=inputs.channel, keep_probabilities=not inputs.large, diameter=self.diameter.value or None,
+            axes=inputs.reading, links=inputs.links,
         )  # fmt: skip
         self.worker.yielded.connect(self._on_progress)
-        self.worker.returned.connect(lambda result, img=layer: self._on_result(result, img))
+        self.worker.returned.connect(lambda result, img=layer, r=inputs.reading: self._on_result(result, img, r))
         self.worker.errored.connect(lambda err: show_error(f"Segmentation failed: {err}"))
         self.worker.aborted.connect(lambda: self._set_status("Cancelled: no layer was changed."))
         self.worker.finished.connect(self._on_finished)
@@ -241,10 +330,13 @@ class SegmentSection(Container):
 
     def estimate(self) -> GeneratorWorker | None:
         """Estimate the objects' diameter with a first pass at the model's scale; fills the box."""
-        if self.jobs.refuse() or (inputs := self._inputs()) is None:
+        if self.jobs.refuse() or (inputs := self._inputs(links=False)) is None:
             return None
-        layer, data, channel = inputs
-        self.worker = create_worker(estimate_diameter, self.loaded, data, self.tiling(), self.watershed, channel=channel)
+        layer = inputs.layer
+        self.worker = create_worker(
+            estimate_diameter, self.loaded, inputs.data, self.tiling(), self.watershed,
+            channel=inputs.channel, axes=inputs.reading,
+        )  # fmt: skip
         self.worker.yielded.connect(self._on_progress)
         self.worker.returned.connect(self._on_estimate)
         self.worker.errored.connect(lambda err: show_error(f"Estimating the diameter failed: {err}"))
@@ -270,25 +362,34 @@ class SegmentSection(Container):
         if p.message:
             show_info(p.message)
 
-    def _on_result(self, result: SegmentationResult, image: Image) -> None:
+    def _on_result(self, result: SegmentationResult, image: Image, reading: AxesReading | None = None) -> None:
         assert self.loaded is not None
         suffix = "labels" if result.task == "instance" else "classes"
         kwargs: dict[str, Any] = {}
         if result.task == "semantic":
             kwargs["features"] = {"class": list(result.class_names)}
+        # The labels lie over the image: its pixel size and origin on each axis they keep.
+        axes = reading.axes if reading is not None else None
+        transform = spatial_transform(image, axes, result.axes) if axes else spatial_transform(image)
         labels = write_owned_labels(
-            self.viewer, np.asarray(result.labels), f"{image.name} {suffix}", image, force_new=self.new_layer.value, **kwargs
-        )
+            self.viewer, np.asarray(result.labels), f"{image.name} {suffix}", image,
+            force_new=self.new_layer.value, transform=transform, **kwargs,
+        )  # fmt: skip
         labels.metadata["usema_model"] = str(self.loaded.path) if self.loaded.path else "in-memory model"
+        labels.metadata["axes"] = result.axes
         if self.show_probabilities.value and result.probabilities is not None:
             name = f"{image.name} probabilities"
+            probability_axes = result.axes[:-2] + "KYX"
             if name in self.viewer.layers:
                 self.viewer.layers[name].data = result.probabilities
             else:
                 self.viewer.add_image(
-                    result.probabilities, name=name, colormap="magma", opacity=0.6, visible=False, **spatial_transform(image)
-                )
-        self.state = SegmentationState(image, labels, result.probabilities, self.loaded)
+                    result.probabilities, name=name, colormap="magma", opacity=0.6, visible=False,
+                    **(spatial_transform(image, axes, probability_axes) if axes else spatial_transform(image)),
+                )  # fmt: skip
+        self.state = SegmentationState(
+            image, labels, result.probabilities, self.loaded, result.size, result.axes, result.links, transform
+        )
         self._set_status(f"{_summary(result)} in {labels.name}")
         self.segmented.emit(self.state)
 

@@ -5,14 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from napari_usema.cli.progress import ProgressBar
 from napari_usema.inference.tiling import TilingConfig
+from napari_usema.io.image_info import ImageInfo, describe
 from napari_usema.postprocess.config import WatershedConfig
+from napari_usema.postprocess.linking import StackLinks
 
 if TYPE_CHECKING:
+    from napari_usema.inference.axes import AxesReading
+    from napari_usema.inference.pipeline import PlanePlan
     from napari_usema.io.checkpoint import LoadedModel
 
 
@@ -34,7 +39,28 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="multi-scale TTA: run at these factors of the model's scale and average, e.g. 0.8,1,1.25 (about 3x "
         "slower); 1: one pass (default: the model's own choice, test_scales in usema info MODEL)",
     )
-    p.add_argument("--channel", type=int, help="channel of a multichannel image to segment")
+    p.add_argument(
+        "--channel",
+        type=parse_channel,
+        metavar="INDEX|NAME",
+        help="the channel of a multichannel image to segment, by index or by the name the file gives it (e.g. DAPI)",
+    )
+    p.add_argument(
+        "--axes",
+        type=parse_axes,
+        help="the image's axes, one letter per dimension as stored (T, Z, C, Y, X), e.g. CYX, YXC, ZYX, TYX or TZCYX: "
+        "overrides the file's metadata (default: the file's axes, else read from the shape and announced)",
+    )
+    p.add_argument("--level", type=int, default=0, help="OME-Zarr: the resolution level to segment (default 0, full)")
+    s = p.add_argument_group("stacks", "one identity per object across Z planes or time points (instance models)")
+    s.add_argument(
+        "--stitch",
+        type=parse_iou,
+        metavar="IOU",
+        help="join the objects of neighbouring Z planes whose IoU is at least IOU into 3-D objects (e.g. 0.25)",
+    )
+    s.add_argument("--track", action="store_true", help="give each object one id across time points (IoU, Hungarian matching)")
+    s.add_argument("--track-iou", type=parse_iou, default=0.25, metavar="IOU", help="tracking's IoU threshold (default 0.25)")
     p.add_argument(
         "--diameter",
         type=parse_diameter,
@@ -71,6 +97,39 @@ def parse_scales(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated factors in (0, 4] such as 0.8,1,1.25 ({err})") from None
 
 
+def parse_channel(text: str) -> int | str:
+    """A channel index (``2``) or name (``DAPI``)."""
+    text = text.strip()
+    if not text:
+        raise argparse.ArgumentTypeError("an empty --channel; give an index (0, 1, ...) or a channel name")
+    if text.lstrip("-").isdigit():
+        if int(text) < 0:
+            raise argparse.ArgumentTypeError(f"channel {text}: indices start at 0")
+        return int(text)
+    return text
+
+
+def parse_axes(text: str) -> str:
+    """Axis letters (checked against the image's shape later, per file)."""
+    from napari_usema.inference.axes import LETTERS
+
+    letters = text.strip().upper()
+    if not letters or set(letters) - set(LETTERS + "S"):
+        raise argparse.ArgumentTypeError(f"{text!r}: use the letters T (time), Z, C (channels), Y and X, e.g. CYX")
+    return letters
+
+
+def parse_iou(text: str) -> float:
+    """An IoU threshold in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected an IoU threshold in (0, 1], such as 0.25; got {text!r}")
+    return value
+
+
 def output_folder(text: str) -> Path:
     """A non-empty folder name (an empty one would write into the current folder unasked)."""
     if not text.strip():
@@ -90,20 +149,22 @@ def parse_diameter(text: str) -> float | str:
 
 def collect_inputs(inputs: list[Path]) -> list[Path]:
     """Files as given, folders expanded to their images; missing paths are an error."""
-    from napari_usema.io.images import list_images
+    from napari_usema.io.images import is_zarr, list_images
 
     files: list[Path] = []
     for item in inputs:
-        if item.is_dir():
-            files.extend(list_images(item))
-            subfolders = sorted(p.name for p in item.iterdir() if p.is_dir())
+        if is_zarr(item):  # an OME-Zarr image is a folder, but one image
+            files.append(item)
+        elif item.is_dir():
+            files.extend(list_images(item, zarr=True))
+            subfolders = sorted(p.name for p in item.iterdir() if p.is_dir() and not is_zarr(p))
             if subfolders:
                 print(f"usema predict: not looking into the subfolders of {item}: {', '.join(subfolders)}", file=sys.stderr)
         elif item.exists():
             files.append(item)
         else:
             raise FileNotFoundError(f"input {item} does not exist")
-    stems = [f.stem for f in files]
+    stems = [output_stem(f) for f in files]
     clash = sorted({s for s in stems if stems.count(s) > 1})
     if clash:
         raise ValueError(f"two inputs would both be written as {clash[0]}.tif; segment them into different --out folders")
@@ -137,7 +198,7 @@ def plan_outputs(files: list[Path], args: argparse.Namespace) -> dict[Path, list
     if args.overwrite and args.skip_existing:
         raise ValueError("--overwrite and --skip-existing contradict each other: choose one")
     every = {
-        f: [args.out / f"{f.stem}.tif"] + ([args.out / f"{f.stem}_probabilities.tif"] if args.probabilities else [])
+        f: [args.out / f"{output_stem(f)}{suffix}.tif" for suffix in ["", *(["_probabilities"] if args.probabilities else [])]]
         for f in files
     }
     refuse_inputs([o for outputs in every.values() for o in outputs], files)  # first: never suggest --overwrite on an input
@@ -176,11 +237,10 @@ def run(args: argparse.Namespace) -> int:
     if loaded.metadata.task == "semantic" and (any(o is not None for o in instance_options) or args.no_fill_holes):
         print("usema predict: the watershed options are for instance models; this semantic model ignores them", file=sys.stderr)
     failed: list[str] = []
-    mine = []
+    mine: dict[Path, InputPlan] = {}
     for path in shard(list(planned), world):  # this rank's inputs, checked before any work
         try:
-            check_input(loaded, path, tiling, args)
-            mine.append(path)
+            mine[path] = check_input(loaded, path, tiling, args)
         except (ValueError, OSError) as err:
             failed.append(f"{path}: {err}")
     if not mine and failed:
@@ -193,10 +253,12 @@ def run(args: argparse.Namespace) -> int:
             bar.note(f"cannot segment {line}")
         if skipped:
             bar.note(f"skipped {skipped} input(s) whose outputs exist (--skip-existing)")
-        for i, path in enumerate(mine):
+        for i, (path, job) in enumerate(mine.items()):
             bar.reset(1, f"{path.name}")
+            if (line := job.describe(path.name)) is not None:
+                bar.note(line)
             try:
-                _predict_one(loaded, path, planned[path], tiling, watershed, args, bar)
+                _predict_one(loaded, job, path.name, planned[path], tiling, watershed, args, bar)
             except (ValueError, OSError) as err:  # one bad file must not stop a folder: report it, go on
                 failed.append(f"{path}: {err}")
                 bar.note(f"failed {path.name} ({i + 1}/{len(mine)}): {err}")
@@ -213,31 +275,79 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_input(loaded: LoadedModel, path: Path, tiling: TilingConfig, args: argparse.Namespace) -> None:
+def output_stem(path: Path) -> str:
+    """The name of ``path``'s outputs: ``cells.ome.tif`` and ``cells.ome.zarr`` become ``cells``."""
+    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    return stem[:-4] if stem.lower().endswith(".ome") else stem
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    """One input, opened lazily and read: what to segment, and how."""
+
+    image: Any
+    info: ImageInfo
+    reading: AxesReading
+    channel: int | None
+    plan: PlanePlan
+    links: StackLinks
+
+    def describe(self, name: str) -> str | None:
+        """A line saying how the input is read, when there is more to it than one gray or colour image."""
+        parts = []
+        if self.plan.axes not in ("YX", "YXC") or self.info.channel_names or self.reading.note:
+            parts.append(f"{name}: {describe(self.info)}; read as {self.reading.axes} ({self.reading.source})")
+        if self.channel is not None and self.info.channel_names:
+            parts.append(f"segmenting channel {self.channel} ({self.info.channel_names[self.channel]})")
+        if self.reading.note:
+            parts.append(self.reading.note)
+        return "; ".join(parts) or None
+
+
+def check_input(loaded: LoadedModel, path: Path, tiling: TilingConfig, args: argparse.Namespace) -> InputPlan:
     """Everything about ``path`` that can be checked without running the network (the file is read lazily)."""
-    from napari_usema.inference.channels import plan_channels
+    from napari_usema.inference.axes import read_axes
+    from napari_usema.inference.channels import ChannelError, resolve_channel
     from napari_usema.inference.object_size import size_factor
-    from napari_usema.inference.pipeline import LARGE_PLANE_PIXELS, plan_planes
+    from napari_usema.inference.pipeline import LARGE_PLANE_PIXELS, plan_links, plan_planes
     from napari_usema.inference.rescale import scaled_shape
     from napari_usema.inference.tiling import effective_tile
-    from napari_usema.io.images import read_image
+    from napari_usema.io.image_info import open_image
 
-    image = read_image(path, lazy=True)
+    image, info = open_image(path, level=args.level)
+    channel = resolve_channel(args.channel, info.channel_names)
+    meta = loaded.metadata
+    shape = tuple(image.shape)
+    reading = read_axes(
+        shape, meta.input_channels, given=args.axes, file_axes=info.axes, file_colour=info.colour, channel=channel
+    )
+    if channel is not None and "C" not in reading.standard(shape):
+        raise ChannelError(f"--channel {args.channel}: the image, read as {reading.axes}, has no channel axis")
     known = args.diameter if args.diameter != "auto" else None  # auto: the size is known after the first pass
-    plan = plan_planes(loaded.metadata, tuple(image.shape), tiling, args.channel, size_factor(loaded.metadata, known))
+    try:
+        plan = plan_planes(meta, shape, tiling, channel, size_factor(meta, known), reading)
+    except ChannelError as err:
+        if not info.channel_names:
+            raise
+        listed = ", ".join(f"{i}: {name}" for i, name in enumerate(info.channel_names))
+        raise ChannelError(f"{err}; its channels are {listed}") from None
     if args.diameter == "auto":
-        size_factor(loaded.metadata, 1.0)  # a model without a recorded diameter cannot estimate one
-    plane_shape = image.shape[1:] if plan.layout.stacked else image.shape
-    plan_channels(tuple(plane_shape), loaded.metadata.input_channels, args.channel)
+        size_factor(meta, 1.0)  # a model without a recorded diameter cannot estimate one
+    links = StackLinks(args.stitch, args.track_iou if args.track else None)
+    reading = plan_links(plan, links, meta.task, streamed=False)
     for scale in plan.scales:
         effective_tile(scaled_shape(plan.shape, scale), tiling)
     if plan.large and args.probabilities:
         raise ValueError(f"--probabilities is not available for planes over {LARGE_PLANE_PIXELS:,} pixels")
+    if plan.large and plan.stacked:
+        raise ValueError(f"stacks of planes over {LARGE_PLANE_PIXELS:,} pixels are not supported: segment one plane at a time")
+    return InputPlan(image, info, reading, channel, plan, links)
 
 
 def _predict_one(
     loaded: LoadedModel,
-    path: Path,
+    job: InputPlan,
+    name: str,
     outputs: list[Path],
     tiling: TilingConfig,
     watershed: WatershedConfig,
@@ -246,42 +356,45 @@ def _predict_one(
 ) -> None:
     import numpy as np
 
-    from napari_usema.inference.pipeline import LARGE_PLANE_PIXELS, disk_array, drive, infer_layout, segment
-    from napari_usema.io.images import read_image, write_labels, write_labels_banded, write_tiff
+    from napari_usema.inference.pipeline import disk_array, drive, segment
+    from napari_usema.io.image_info import tiff_options
+    from napari_usema.io.images import write_labels_banded, write_tiff
 
     out, replace = outputs[0], args.overwrite or args.skip_existing
-    image = read_image(path, lazy=True)
-    layout = infer_layout(tuple(image.shape), loaded.metadata.input_channels, args.channel)
-    h, w = image.shape[1:3] if layout.stacked else image.shape[:2]
-    large = h * w > LARGE_PLANE_PIXELS and not layout.stacked
+    h, w = job.plan.shape
 
     def show(p) -> None:
         if p.done == 1:
-            bar.reset(p.total, path.name + (f" plane {p.plane + 1}/{p.planes}" if p.planes > 1 else ""))
+            bar.reset(p.total, name + (f" plane {p.plane + 1}/{p.planes}" if p.planes > 1 else ""))
         bar.update(p.done)
         if p.message:
-            bar.note(f"{path.name}: {p.message}")
+            bar.note(f"{name}: {p.message}")
 
     with tempfile.TemporaryDirectory(prefix="usema-") as tmp:
-        labels_out = disk_array(Path(tmp) / "labels.zarr", (h, w), np.uint32) if large else None
+        labels_out = disk_array(Path(tmp) / "labels.zarr", (h, w), np.uint32) if job.plan.large else None
         result = drive(
             segment(
                 loaded,
-                image,
+                job.image,
                 tiling,
                 watershed,
-                channel=args.channel,
+                channel=job.channel,
                 keep_probabilities=args.probabilities,
                 labels_out=labels_out,
                 diameter=args.diameter,
+                axes=job.reading,
+                links=job.links,
             ),
             show,
         )
-        if large:
+        options = tiff_options(job.info, result.axes)
+        if job.plan.large:
             count = int(max(np.asarray(result.labels[y : y + 1024]).max() for y in range(0, h, 1024)))
             dtype = np.uint8 if loaded.metadata.task == "semantic" else (np.uint16 if count <= 65535 else np.uint32)
-            write_labels_banded(out, result.labels, dtype, overwrite=replace)
+            write_labels_banded(out, result.labels, dtype, overwrite=replace, **options)
         else:
-            write_labels(out, result.labels, overwrite=replace)
+            write_tiff(out, result.labels, overwrite=replace, **options)
     if args.probabilities:
-        write_tiff(outputs[1], result.probabilities, overwrite=replace, photometric="minisblack")
+        probability_axes = result.axes[:-2] + "CYX"
+        options = tiff_options(job.info, probability_axes)
+        write_tiff(outputs[1], result.probabilities, overwrite=replace, **options)

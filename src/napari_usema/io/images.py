@@ -79,8 +79,10 @@ def as_label_image(labels: Any, name: str) -> np.ndarray:
 
 
 def write_tiff(path: str | Path, array: np.ndarray, *, overwrite: bool = False, **options: Any) -> Path:
-    """Write an array as a zlib-compressed TIFF, whole or not at all (``atomic_write``), refusing to
-    replace a file unless ``overwrite``; ``options`` go to ``tifffile.imwrite``."""
+    """Write an array as a zlib-compressed TIFF of gray planes, whole or not at all (``atomic_write``),
+    refusing to replace a file unless ``overwrite``; ``options`` go to ``tifffile.imwrite``."""
+    # One gray page a plane: left to guess, tifffile stores a (3, H, W) stack as one planar RGB image.
+    options.setdefault("photometric", "minisblack")
     with atomic_write(path, overwrite=overwrite) as temporary:
         tifffile.imwrite(temporary, array, compression="zlib", **options)
     return Path(path)
@@ -91,9 +93,11 @@ def write_labels(path: str | Path, labels: np.ndarray, *, overwrite: bool = Fals
     return write_tiff(path, labels, overwrite=overwrite)
 
 
-def write_labels_banded(path: str | Path, labels: Any, dtype: Any, *, overwrite: bool = False, tile: int = 512) -> Path:
+def write_labels_banded(
+    path: str | Path, labels: Any, dtype: Any, *, overwrite: bool = False, tile: int = 512, **options: Any
+) -> Path:
     """Write a large ``(H, W)`` label array (e.g. zarr on disk) to a tiled, compressed TIFF, reading
-    one band of tile rows at a time."""
+    one band of tile rows at a time; ``options`` go to ``tifffile.imwrite``."""
     h, w = labels.shape
 
     def tiles() -> Any:
@@ -104,16 +108,22 @@ def write_labels_banded(path: str | Path, labels: Any, dtype: Any, *, overwrite:
                 yield band[:, x : x + tile]
 
     with atomic_write(path, overwrite=overwrite) as temporary:
-        tifffile.imwrite(temporary, tiles(), shape=(h, w), dtype=dtype, tile=(tile, tile), compression="zlib")
+        tifffile.imwrite(temporary, tiles(), shape=(h, w), dtype=dtype, tile=(tile, tile), compression="zlib", **options)
     return path
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files directly inside ``folder``, sorted by name."""
+def is_zarr(path: str | Path) -> bool:
+    """Whether ``path`` is a zarr store (a folder with zarr metadata), as OME-Zarr images are."""
+    path = Path(path)
+    return path.is_dir() and any((path / name).exists() for name in ("zarr.json", ".zattrs", ".zgroup"))
+
+
+def list_images(folder: str | Path, *, zarr: bool = False) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name; with ``zarr``, zarr stores too."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ImageReadError(f"{folder} is not a folder")
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES or (zarr and is_zarr(p)))
 
 
 def find_pairs(data_dir: str | Path) -> dict[str, tuple[Path, Path]]:
