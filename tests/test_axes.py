@@ -240,3 +240,43 @@ def test_planar_rgb_reads_as_rgb(tmp_path: Path, shared_data: Path) -> None:
     planar, interleaved = tifffile.imread(tmp_path / "o" / "planar.tif"), tifffile.imread(tmp_path / "o" / "interleaved.tif")
     assert planar.shape == rgb.shape[:2] and planar.max() > 0  # one 2-D colour image, not 3 gray planes
     np.testing.assert_array_equal(planar, interleaved)
+
+
+# --- regressions found in review ------------------------------------------------------------------
+
+
+def test_tracking_z_stacks_needs_them_stitched_and_size_one_axes_are_no_obstacle(intensity_model) -> None:
+    from napari_usema.inference.pipeline import drive, segment
+    from napari_usema.postprocess.linking import StackLinks
+
+    stack = np.zeros((2, 3, 32, 32), np.float32)  # T, Z
+    stack[..., 8:16, 8:16] = 1
+    with pytest.raises(ValueError, match="stitch the planes too"):
+        drive(segment(intensity_model, stack, axes="TZYX", links=StackLinks(track=0.25)))
+    both = drive(segment(intensity_model, stack, axes="TZYX", links=StackLinks(stitch=0.25, track=0.25)))
+    assert both.labels.shape == (2, 3, 32, 32) and set(np.unique(both.labels)) == {0, 1}  # one object, one id
+    single = drive(segment(intensity_model, stack[:1, :1], axes="TZYX", links=StackLinks(track=0.25)))
+    assert single.labels.shape == (32, 32)  # one time point: nothing to track, and no refusal
+    with pytest.raises(ValueError, match="stitch it \\(Z\\) or track it \\(T\\), not both"):
+        drive(segment(intensity_model, stack[0], links=StackLinks(stitch=0.25, track=0.25)))
+
+
+def test_file_quirks_pyramids_rgb_names_and_given_axes(tmp_path: Path, dapi_and_marker: np.ndarray, capsys) -> None:
+    pyramid = tmp_path / "pyramid.ome.tif"
+    with tifffile.TiffWriter(pyramid, ome=True) as tw:
+        tw.write(dapi_and_marker, subifds=1, tile=(64, 64), compression="zlib",
+                 metadata={"axes": "CYX", "Channel": {"Name": ["DAPI", "marker"]}})  # fmt: skip
+        tw.write(dapi_and_marker[:, ::2, ::2], subfiletype=1, tile=(64, 64), compression="zlib")
+    assert open_image(pyramid)[0].shape == (2, 256, 256) and open_image(pyramid, level=1)[0].shape == (2, 128, 128)
+    with pytest.raises(ImageReadError, match="has 2 resolution levels"):
+        open_image(pyramid, level=2)
+    rgb = tmp_path / "rgb.ome.tif"
+    tifffile.imwrite(rgb, np.zeros((64, 64, 3), np.uint8), ome=True, photometric="rgb",
+                     metadata={"axes": "YXS", "Channel": {"Name": ["brightfield"]}})  # fmt: skip
+    assert open_image(rgb)[1].channel_names == ()  # one name for three samples: not channel names
+    assert run_cli("predict", rgb, "--model", "nuclei", "--out", tmp_path / "o", "--channel", "2") == 0
+    planar = tmp_path / "planar.tif"
+    tifffile.imwrite(planar, np.zeros((3, 64, 64), np.uint8), photometric="rgb", planarconfig="separate")
+    _, info = open_image(planar)
+    assert read_axes((3, 64, 64), 3, given="CYX", file_axes=info.axes, file_colour=info.colour).colour
+    assert resolve_channel("488", ("405", "488")) == 1  # a channel named by a number is chosen by name

@@ -426,3 +426,22 @@ def test_tracking_in_napari_keeps_ids_across_frames_and_survives_retuning(dock, 
     np.testing.assert_array_equal(labels.data, track(frames, 0.25))
     widget.segment.stacks.value = "stitch Z planes into 3-D objects"
     assert widget.segment.run() is None  # a TYX layer has no Z
+
+
+def test_labels_line_up_with_a_layer_whose_channels_sit_between_its_planes(dock, qtbot, intensity_model) -> None:
+    viewer, widget = dock
+    stack = np.zeros((3, 2, 64, 64), np.float32)  # Z, C, Y, X: napari lines layers up by their last axes
+    stack[:, 0, 10:30, 10:30] = 1
+    viewer.add_image(stack, name="zc", scale=(2.0, 1.0, 0.5, 0.5))
+    widget.reset_choices()
+    widget.segment.image.value = viewer.layers["zc"]
+    widget.segment.use_model(intensity_model)
+    widget.segment.axes.value = "ZCYX"
+    widget.segment.channel.value = 0
+    widget.segment.run()
+    wait_for_worker(qtbot, widget.segment)
+    labels = viewer.layers["zc labels"]
+    assert labels.data.shape == (3, 1, 64, 64) and labels.metadata["axes"] == "ZCYX"  # C of size 1: aligned
+    assert tuple(labels.scale) == (2.0, 1.0, 0.5, 0.5) and labels.data[:, 0, 20, 20].all()
+    image = viewer.layers["zc"]
+    assert labels.ndim == image.ndim and np.allclose(labels.extent.world[:, [0, 2, 3]], image.extent.world[:, [0, 2, 3]])

@@ -23,9 +23,26 @@ def get_reader(path: str | list[str]) -> Callable[[str], list[LayerData]] | None
             return None
         path = path[0]
     name = str(path).lower().rstrip("/")
-    if name.endswith((".ome.tif", ".ome.tiff")) or (name.endswith(".zarr") and is_zarr(path)):
+    if name.endswith((".ome.tif", ".ome.tiff")) or (name.endswith(".zarr") and _is_ome_zarr(Path(path))):
         return read_layers
     return None
+
+
+def _is_ome_zarr(path: Path) -> bool:
+    """A zarr store with NGFF multiscales metadata (other zarr stores are left to other readers)."""
+    import json
+
+    if not is_zarr(path):
+        return False
+    for name in ("zarr.json", ".zattrs"):
+        try:
+            attrs = json.loads((path / name).read_text())
+        except (OSError, ValueError):
+            continue
+        attrs = attrs.get("attributes", attrs)  # zarr v3 keeps them under "attributes"
+        if "multiscales" in attrs.get("ome", attrs):
+            return True
+    return False
 
 
 def read_layers(path: str) -> list[LayerData]:

@@ -121,6 +121,7 @@ class PostprocessSection(Container):
         labels, elapsed = result
         if config != self.config() or state is not self.segment.state:
             return  # superseded: a newer value (or a new segmentation) follows
+        labels, _ = state.layer_labels(labels)  # laid out as the image layer is
         layer = state.labels
         if layer in self.segment.viewer.layers and is_edited(layer):
             # Painted corrections are the user's: keep them and show the new labels beside them.

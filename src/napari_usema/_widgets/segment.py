@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,13 +47,23 @@ class SegmentationState:
     """What the last run left for post-processing and fine-tuning."""
 
     image: Image
-    labels: Labels
-    probabilities: np.ndarray | None  # ([Z,] K, H, W), None for planes too large to cache
+    labels: Labels | None  # None only while the result is being laid out
+    probabilities: np.ndarray | None  # ([T][Z] K, H, W), None for planes too large to cache
     loaded: LoadedModel
     size: float = 1.0  # the object-size factor of the run (the post-process scales min_size by it)
     axes: str = "YX"  # the labels' axes
     links: StackLinks = NO_LINKS  # re-applied when the post-process is re-tuned
     transform: dict[str, Any] | None = None  # the labels layer's scale and translate
+    # How the image was read (its reading, shape, and whether napari shows it as RGB), to lay labels of
+    # the standard axes over it axis for axis.
+    placement: tuple[AxesReading, tuple[int, ...], bool] | None = None
+
+    def layer_labels(self, labels: np.ndarray) -> tuple[np.ndarray, str]:
+        """Labels of the standard axes (``self.axes``) as the labels layer holds them, and its axes."""
+        if self.placement is None:
+            return labels, self.axes
+        reading, shape, rgb = self.placement
+        return reading.unstandardise(labels, shape, rgb=rgb)
 
 
 @dataclass(frozen=True)
@@ -162,10 +173,13 @@ class SegmentSection(Container):
     def _axes_choices(self, _: Any = None) -> list[str]:
         """The readings of the chosen layer's shape (the Axes box), with the one its metadata says."""
         layer = self.image.value
-        if layer is None or layer.rgb:
+        if layer is None:
             return [AUTO]
         ndim = layer_array(layer).ndim
-        choices = [AUTO, *candidate_axes(ndim)]
+        if layer.rgb:  # colour last: only the stack axes before Y and X are open
+            choices = [AUTO, *(a for a in candidate_axes(ndim) if a.endswith("YXC"))]
+        else:
+            choices = [AUTO, *candidate_axes(ndim)]
         said = layer.metadata.get("axes")
         if isinstance(said, str) and said not in choices and len(said) == ndim:
             choices.append(said)
@@ -178,7 +192,7 @@ class SegmentSection(Container):
         if layer is None or layer.rgb:
             return choices
         try:
-            reading = self._reading(layer, None)
+            reading = self._reading(layer, 0)  # as if a channel were chosen: the guess lists its channels
         except ValueError:
             return choices
         shape = tuple(layer_array(layer).shape)
@@ -199,12 +213,15 @@ class SegmentSection(Container):
         """The layer's axes: the Axes box's, else the layer's metadata, else a guess from the shape."""
         shape = tuple(layer_array(layer).shape)
         channels = self.loaded.metadata.input_channels if self.loaded is not None else 1
-        if layer.rgb:
-            return AxesReading("YXC"[-len(shape) :] if len(shape) == 3 else "ZYXC", "file", colour=True)
         said = layer.metadata.get("axes")
         file_axes = said if isinstance(said, str) and len(said) == len(shape) else None
         given = None if self.axes.value in (AUTO, None) else self.axes.value
-        return read_axes(shape, channels, given=given, file_axes=file_axes, channel=channel)
+        if layer.rgb and given is None and file_axes is None:  # napari's RGB: colour last, the rest stacks
+            stacks = {3: "", 4: "Z", 5: "TZ"}.get(len(shape))
+            if stacks is None:
+                raise ValueError(f"an RGB layer of {len(shape)} dimensions: choose its axes in the Axes box")
+            given = stacks + "YXC"
+        return read_axes(shape, channels, given=given, file_axes=file_axes, file_colour=layer.rgb, channel=channel)
 
     def plane_data(self, layer: Image) -> Any:
         """The layer as one 2-D image ``(H, W)`` or ``(H, W, C)``, its axes read as for Segment (for
@@ -302,7 +319,7 @@ class SegmentSection(Container):
             reading = self._reading(layer, channel)
             plan = plan_planes(meta, tuple(data.shape), self.tiling(), channel, size, reading)
             stack_links = self.stack_links() if links else NO_LINKS
-            reading = plan_links(plan, stack_links, meta.task, streamed=False)
+            reading, stack_links = plan_links(plan, stack_links, meta.task, streamed=False)
         except ValueError as err:
             show_error(str(err))
             return None
@@ -368,28 +385,31 @@ class SegmentSection(Container):
         kwargs: dict[str, Any] = {}
         if result.task == "semantic":
             kwargs["features"] = {"class": list(result.class_names)}
-        # The labels lie over the image: its pixel size and origin on each axis they keep.
-        axes = reading.axes if reading is not None else None
-        transform = spatial_transform(image, axes, result.axes) if axes else spatial_transform(image)
+        shape = tuple(layer_array(image).shape)
+        reading = reading or self._reading(image, None)
+        state = SegmentationState(image, None, result.probabilities, self.loaded, result.size, result.axes, result.links)
+        state.placement = (reading, shape, image.rgb)
+        data, layer_axes = state.layer_labels(np.asarray(result.labels))
+        # The labels lie over the image, axis for axis: its pixel size and origin on each.
+        transform = spatial_transform(image, reading.axes, layer_axes)
         labels = write_owned_labels(
-            self.viewer, np.asarray(result.labels), f"{image.name} {suffix}", image,
-            force_new=self.new_layer.value, transform=transform, **kwargs,
-        )  # fmt: skip
+            self.viewer, data, f"{image.name} {suffix}", image, force_new=self.new_layer.value, transform=transform, **kwargs
+        )
         labels.metadata["usema_model"] = str(self.loaded.path) if self.loaded.path else "in-memory model"
-        labels.metadata["axes"] = result.axes
+        labels.metadata["axes"] = layer_axes
         if self.show_probabilities.value and result.probabilities is not None:
             name = f"{image.name} probabilities"
-            probability_axes = result.axes[:-2] + "KYX"
+            probs, probability_axes = reading.unstandardise(
+                np.moveaxis(result.probabilities, -3, 0), shape, leading="K", rgb=image.rgb
+            )
             if name in self.viewer.layers:
-                self.viewer.layers[name].data = result.probabilities
+                self.viewer.layers[name].data = probs
             else:
                 self.viewer.add_image(
-                    result.probabilities, name=name, colormap="magma", opacity=0.6, visible=False,
-                    **(spatial_transform(image, axes, probability_axes) if axes else spatial_transform(image)),
+                    probs, name=name, colormap="magma", opacity=0.6, visible=False,
+                    **spatial_transform(image, reading.axes, probability_axes),
                 )  # fmt: skip
-        self.state = SegmentationState(
-            image, labels, result.probabilities, self.loaded, result.size, result.axes, result.links, transform
-        )
+        self.state = dataclasses.replace(state, labels=labels, transform=transform)
         self._set_status(f"{_summary(result)} in {labels.name}")
         self.segmented.emit(self.state)
 

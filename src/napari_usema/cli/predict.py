@@ -60,7 +60,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="join the objects of neighbouring Z planes whose IoU is at least IOU into 3-D objects (e.g. 0.25)",
     )
     s.add_argument("--track", action="store_true", help="give each object one id across time points (IoU, Hungarian matching)")
-    s.add_argument("--track-iou", type=parse_iou, default=0.25, metavar="IOU", help="tracking's IoU threshold (default 0.25)")
+    s.add_argument("--track-iou", type=parse_iou, metavar="IOU", help="tracking's IoU threshold (default 0.25)")
     p.add_argument(
         "--diameter",
         type=parse_diameter,
@@ -82,7 +82,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--mode", choices=["watershed", "connected-components"], help=f"(default {ws.mode})")
     g.add_argument("--interior-threshold", type=float, help=f"(default {ws.interior_threshold})")
     g.add_argument("--foreground-threshold", type=float, help=f"(default {ws.foreground_threshold})")
-    g.add_argument("--min-size", type=int, help=f"smallest seed/object in pixels (default {ws.min_size})")
+    g.add_argument(
+        "--min-size",
+        type=int,
+        help=f"smallest seed/object in pixels at the model's object size (with --diameter, scaled as the image is; "
+        f"default {ws.min_size})",
+    )
     g.add_argument("--no-fill-holes", action="store_true")
     p.set_defaults(handler=run)
 
@@ -294,10 +299,10 @@ class InputPlan:
 
     def describe(self, name: str) -> str | None:
         """A line saying how the input is read, when there is more to it than one gray or colour image."""
-        parts = []
+        parts = list(self.info.notes)
         if self.plan.axes not in ("YX", "YXC") or self.info.channel_names or self.reading.note:
             parts.append(f"{name}: {describe(self.info)}; read as {self.reading.axes} ({self.reading.source})")
-        if self.channel is not None and self.info.channel_names:
+        if self.channel is not None and self.channel < len(self.info.channel_names):
             parts.append(f"segmenting channel {self.channel} ({self.info.channel_names[self.channel]})")
         if self.reading.note:
             parts.append(self.reading.note)
@@ -321,7 +326,7 @@ def check_input(loaded: LoadedModel, path: Path, tiling: TilingConfig, args: arg
     reading = read_axes(
         shape, meta.input_channels, given=args.axes, file_axes=info.axes, file_colour=info.colour, channel=channel
     )
-    if channel is not None and "C" not in reading.standard(shape):
+    if channel not in (None, 0) and "C" not in reading.standard(shape):  # 0 is a gray image's one channel
         raise ChannelError(f"--channel {args.channel}: the image, read as {reading.axes}, has no channel axis")
     known = args.diameter if args.diameter != "auto" else None  # auto: the size is known after the first pass
     try:
@@ -333,8 +338,10 @@ def check_input(loaded: LoadedModel, path: Path, tiling: TilingConfig, args: arg
         raise ChannelError(f"{err}; its channels are {listed}") from None
     if args.diameter == "auto":
         size_factor(meta, 1.0)  # a model without a recorded diameter cannot estimate one
-    links = StackLinks(args.stitch, args.track_iou if args.track else None)
-    reading = plan_links(plan, links, meta.task, streamed=False)
+    if args.track_iou is not None and not args.track:
+        raise ValueError("--track-iou sets tracking's threshold: add --track")
+    links = StackLinks(args.stitch, (args.track_iou or 0.25) if args.track else None)
+    reading, links = plan_links(plan, links, meta.task, streamed=False)
     for scale in plan.scales:
         effective_tile(scaled_shape(plan.shape, scale), tiling)
     if plan.large and args.probabilities:

@@ -94,6 +94,28 @@ class AxesReading:
         kept = "".join(a for a in self.axes if a in target)
         return image[drop].transpose([kept.index(a) for a in target])
 
+    def unstandardise(
+        self, labels: np.ndarray, shape: tuple[int, ...], *, leading: str = "", rgb: bool = False
+    ) -> tuple[np.ndarray, str]:
+        """Labels of the standard axes (:meth:`standard` less C; e.g. ``(T, Z, H, W)``) back in the
+        stored order, for a viewer that lines arrays up by their last axes (napari).
+
+        Axes of size 1 come back as size-1 axes and a C axis between others as one of size 1, so every
+        axis lines up with the image's; a leading C is left out (it lines up anyway). ``leading``: axes
+        of ``labels`` before the standard ones (``"K"`` for probabilities), kept first. ``rgb``: the
+        viewer shows the trailing C as colour, not as an axis (napari's RGB layers), so it is left out.
+
+        Returns:
+            The array and its axes, e.g. ``"ZCYX"`` with C of size 1.
+        """
+        standard = leading + self.standard(shape).replace("C", "")
+        order = self.axes[:-1] if rgb and self.axes.endswith("C") else self.axes
+        order = leading + (order[1:] if order.startswith("C") else order)
+        missing = [a for a in order if a not in standard]
+        array = labels.reshape(labels.shape + (1,) * len(missing))
+        have = standard + "".join(missing)
+        return np.transpose(array, [have.index(a) for a in order]), order
+
 
 def _chunks(image: Any) -> Any:
     chunks = getattr(image, "chunks", None)
@@ -128,8 +150,10 @@ def read_axes(
         note = None
         if file_axes is not None and file_axes != axes:
             note = f"read {shape} as {axes} (--axes), not as the file's {file_axes}"
-        # Channels last, as colour images are stored, are colour; channels before Y and X are channels.
-        return AxesReading(axes, "given", colour=axes.endswith("YXC") and shape[-1] in (3, 4), note=note)
+        # Colour where the file says so (its RGB samples, wherever the user puts C), or channels last as
+        # colour images are stored; channels before Y and X are channels.
+        colour = "C" in axes and shape[axes.index("C")] in (3, 4) and (file_colour or axes.endswith("YXC"))
+        return AxesReading(axes, "given", colour=colour, note=note)
     if file_axes is not None:
         axes = check_axes(file_axes, shape, what="the file's axes")
         return AxesReading(axes, "file", colour=file_colour and "C" in axes)

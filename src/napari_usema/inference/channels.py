@@ -89,7 +89,7 @@ def resolve_channel(choice: int | str | None, names: tuple[str, ...] = ()) -> in
     if choice is None or isinstance(choice, int):
         return choice
     text = str(choice).strip()
-    if text.lstrip("-").isdigit():
+    if text.lstrip("-").isdigit() and text not in names:  # a channel named "488" is chosen by name
         return int(text)
     matches = [i for i, name in enumerate(names) if name == text] or [
         i for i, name in enumerate(names) if name.casefold() == text.casefold()

@@ -193,7 +193,7 @@ def segment(
     notes: list[str] = []
     # The axes and channels are read (and refused) before any work, at the model's own scale.
     first = plan_planes(meta, tuple(image.shape), tiling, channel, 1.0, axes)
-    reading = plan_links(first, links, meta.task, labels_out is not None)
+    reading, links = plan_links(first, links, meta.task, labels_out is not None)
     if reading.note and not isinstance(axes, AxesReading):  # a caller that made the reading announced it
         notes.append(reading.note)
         yield InferenceProgress(0, 1, 0, first.planes, message=notes[-1])
@@ -257,22 +257,45 @@ def estimate_diameter(
     return median_diameter(planes, semantic=loaded.metadata.task == "semantic")
 
 
-def plan_links(plan: PlanePlan, links: StackLinks, task: str, streamed: bool) -> AxesReading:
-    """The plan's reading, checked for ``links`` (before any work); a guessed stack reads as time
-    points for tracking. ``streamed``: the labels go to a caller's ``labels_out``."""
+def plan_links(plan: PlanePlan, links: StackLinks, task: str, streamed: bool) -> tuple[AxesReading, StackLinks]:
+    """The plan's reading and the links that apply to it, checked before any work.
+
+    A guessed stack (Z or T) reads as time points for tracking alone. A link along an axis of size 1
+    (one time point, one plane) has nothing to join and is dropped. ``streamed``: the labels go to a
+    caller's ``labels_out``.
+
+    Raises:
+        ValueError: links for a semantic model or streamed labels, along an axis the image does not
+            have, or tracking of Z-stacks that are not stitched (their ids are per plane).
+    """
     if not links:
-        return plan.reading
+        return plan.reading, links
     if task != "instance":
         raise ValueError("stitching and tracking join instances: they are for instance models, not class maps")
     if streamed:
         raise ValueError("stitching and tracking work on labels in memory; leave labels_out out")
     reading, label_axes = plan.reading, plan.label_axes
-    if links.track is not None and reading.source == "guessed" and label_axes == "ZYX":
+    if reading.source == "guessed" and label_axes == "ZYX" and links.track is not None:
+        if links.stitch is not None:
+            raise ValueError(
+                f"this {plan.planes}-plane stack has one stack axis, read from its shape: stitch it (Z) or track it (T), "
+                "not both; give its axes (--axes, the Axes box in napari) if it has both"
+            )
         note = f"read the {plan.planes} planes as time points (T) to track objects across them; --axes to say otherwise"
         reading = dataclasses.replace(reading, axes=reading.axes.replace("Z", "T"), note=note)
         label_axes = "TYX"
-    links.check(label_axes)
-    return reading
+    stored = reading.axes.replace("C", "")  # with the axes of size 1 that the pipeline drops
+    links.check(stored)
+    effective = StackLinks(
+        links.stitch if "Z" in label_axes else None,  # one plane: nothing to stitch
+        links.track if "T" in label_axes else None,  # one time point: nothing to track
+    )
+    if effective.track is not None and "Z" in label_axes and effective.stitch is None:
+        raise ValueError(
+            "tracking a Z-stack per time point follows 3-D objects, whose ids are per plane until stitched: "
+            "stitch the planes too (--stitch IOU, or 'stitch Z and track T' in napari)"
+        )
+    return reading, effective
 
 
 def _estimate_note(meta: CheckpointMetadata, estimate: float | None, size: float) -> str:

@@ -62,9 +62,7 @@ def open_image(path: str | Path, *, lazy: bool = True, level: int = 0) -> tuple[
     path = Path(path)
     if is_zarr(path):
         return _open_ome_zarr(path, level)
-    if level != 0:
-        raise ImageReadError(f"{path}: only OME-Zarr images have resolution levels (--level {level})")
-    image = read_image(path, lazy=lazy)
+    image = read_image(path, lazy=lazy, level=level)
     if path.suffix.lower() not in (".tif", ".tiff"):
         return image, ImageInfo(format=path.suffix.lstrip(".").upper())
     try:
@@ -87,6 +85,8 @@ def tiff_info(path: str | Path) -> ImageInfo:
         letters = axes.replace("S", "C") if known else None
         if tif.is_ome:
             names, pixel, z = _ome_tiff(tif.ome_metadata)
+            channels = series.shape[letters.index("C")] if letters and "C" in letters else 1
+            names = names if len(names) == channels > 1 else ()
             fmt = "OME-TIFF"
         elif tif.is_imagej:
             names, pixel, z = _imagej(tif.imagej_metadata or {}, page, letters, series.shape)
@@ -118,7 +118,9 @@ def _ome_tiff(xml: str | None) -> tuple[tuple[str, ...], tuple[float, float] | N
 def _imagej(meta: dict, page: Any, axes: str | None, shape: tuple[int, ...]) -> tuple[tuple[str, ...], Any, Any]:
     labels = tuple(str(name) for name in meta.get("Labels", ()) or ())
     channels = shape[axes.index("C")] if axes and "C" in axes else 1
-    names = labels if channels > 1 and len(labels) == channels and all(labels) else ()
+    # ImageJ writes one label per plane, channels varying fastest: the first C name the channels.
+    names = labels[:channels] if channels > 1 and len(labels) >= channels and len(labels) % channels == 0 else ()
+    names = names if all(names) else ()
     unit = str(meta.get("unit", "")).replace("\\u00B5", "µ")
     spacing = meta.get("spacing")
     factor = MICROMETRES.get(unit)
@@ -132,7 +134,9 @@ def _resolution(page: Any, unit_micrometres: float | None) -> tuple[float, float
     if "XResolution" not in tags or "YResolution" not in tags:
         return None
     unit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2
-    per_unit = {2: 25_400.0, 3: 10_000.0}.get(unit, unit_micrometres)  # inch, centimetre; ImageJ: its own unit
+    # Centimetres, as microscopy software writes them; ImageJ writes its own unit. Inches are an image
+    # editor's dots per inch (72, 96, 300), not a pixel size worth carrying.
+    per_unit = {3: 10_000.0}.get(unit) if unit_micrometres is None else unit_micrometres
     if per_unit is None:
         return None
 
@@ -141,8 +145,8 @@ def _resolution(page: Any, unit_micrometres: float | None) -> tuple[float, float
         return per_unit * denominator / numerator if numerator > 0 else None
 
     y, x = size("YResolution"), size("XResolution")
-    if not y or not x or (unit == 2 and x == 25_400.0 and y == 25_400.0 and unit_micrometres is None):
-        return None  # 1 pixel per inch: no resolution recorded
+    if not y or not x or (unit_micrometres is not None and x == y == unit_micrometres):
+        return None  # 1 pixel per unit: no resolution recorded
     return y, x
 
 

@@ -21,8 +21,9 @@ class ImageReadError(ValueError):
     """A file could not be read as an image."""
 
 
-def read_image(path: str | Path, *, lazy: bool = False) -> Any:
-    """Read an image as an array; with ``lazy`` a TIFF comes back memory-mapped or zarr-backed.
+def read_image(path: str | Path, *, lazy: bool = False, level: int = 0) -> Any:
+    """Read an image as an array; with ``lazy`` a TIFF comes back memory-mapped or zarr-backed, and
+    ``level`` picks a level of a pyramidal TIFF.
 
     Raises:
         ImageReadError: naming the file and the reason.
@@ -34,7 +35,9 @@ def read_image(path: str | Path, *, lazy: bool = False) -> Any:
         raise ImageReadError(f"{path} is a folder, not an image file")
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
-            return _read_tiff(path, lazy)
+            return _read_tiff(path, lazy, level)
+        if level:
+            raise ImageReadError(f"{path}: only pyramidal TIFF and OME-Zarr images have resolution levels (--level {level})")
         import imageio.v3 as iio
 
         return np.asarray(iio.imread(path))
@@ -44,16 +47,29 @@ def read_image(path: str | Path, *, lazy: bool = False) -> Any:
         raise ImageReadError(f"{path} could not be read as an image ({type(err).__name__}: {str(err)[:200]})") from None
 
 
-def _read_tiff(path: Path, lazy: bool) -> Any:
+def _read_tiff(path: Path, lazy: bool, level: int = 0) -> Any:
+    """The first series (of a pyramid, ``level``: 0 is full resolution)."""
+    levels = _tiff_levels(path)
+    if not 0 <= level < levels:
+        raise ImageReadError(
+            f"{path} has {levels} resolution level{'s' if levels > 1 else ''} (0..{levels - 1}); no level {level}"
+        )
     if not lazy:
-        return tifffile.imread(path)
-    try:
-        return tifffile.memmap(path, mode="r")
-    except ValueError:  # compressed or tiled: not memory-mappable, read through zarr instead
-        import zarr
+        return tifffile.imread(path, level=level)
+    if levels == 1:
+        try:
+            return tifffile.memmap(path, mode="r")
+        except ValueError:  # compressed or tiled: not memory-mappable, read through zarr instead
+            pass
+    import zarr
 
-        store = tifffile.imread(path, aszarr=True)
-        return zarr.open(store, mode="r")
+    store = tifffile.imread(path, aszarr=True, level=level)  # one level: an array, not a group
+    return zarr.open(store, mode="r")
+
+
+def _tiff_levels(path: Path) -> int:
+    with tifffile.TiffFile(path) as tif:
+        return len(tif.series[0].levels) if tif.series else 1
 
 
 def as_label_image(labels: Any, name: str) -> np.ndarray:

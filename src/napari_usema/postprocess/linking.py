@@ -22,6 +22,8 @@ from scipy.optimize import linear_sum_assignment
 
 from .._checks import in_range
 
+WHERE = " (--axes, or the Axes box in napari)"
+
 
 def iou_pairs(previous: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every pair of objects of two frames that overlap, and their IoU.
@@ -101,11 +103,12 @@ def stitch(labels: np.ndarray, iou_threshold: float, *, z_axis: int = 0) -> np.n
     if z_axis == 0:
         return link(labels, iou_threshold)
     stacks = [stitch(s, iou_threshold) for s in _along(labels, z_axis)]
-    return _restack(stacks, labels.shape, z_axis)
+    return _restack(stacks, labels.shape)
 
 
 def track(labels: np.ndarray, iou_threshold: float = 0.25) -> np.ndarray:
-    """Give each object of ``labels`` ``(T, ...)`` one id across frames (2-D or 3-D frames)."""
+    """Give each object of ``labels`` ``(T, ...)`` one id across frames: 2-D frames, or 3-D frames whose
+    planes were stitched first (ids per plane would join unrelated objects)."""
     return link(labels, iou_threshold)
 
 
@@ -116,7 +119,7 @@ def _along(labels: np.ndarray, axis: int) -> Iterator[np.ndarray]:
         yield labels[index]
 
 
-def _restack(stacks: list[np.ndarray], shape: tuple[int, ...], axis: int) -> np.ndarray:
+def _restack(stacks: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
     dtype = np.result_type(*[s.dtype for s in stacks])
     return np.stack(stacks).astype(dtype).reshape(shape)
 
@@ -145,9 +148,9 @@ class StackLinks:
     def check(self, axes: str) -> None:
         """Refuse links along an axis that labels of ``axes`` (e.g. ``"ZYX"``) do not have."""
         if self.stitch is not None and "Z" not in axes:
-            raise ValueError(f"stitching joins objects over Z, and these labels' axes are {axes}: give --axes with a Z")
+            raise ValueError(f"stitching joins objects over Z, and these labels' axes are {axes}: give axes with a Z{WHERE}")
         if self.track is not None and "T" not in axes:
-            raise ValueError(f"tracking links objects over T, and these labels' axes are {axes}: give --axes with a T")
+            raise ValueError(f"tracking links objects over T, and these labels' axes are {axes}: give axes with a T{WHERE}")
 
     def apply(self, labels: np.ndarray, axes: str) -> np.ndarray:
         """``labels`` of ``axes`` (standard order, ``[T][Z]YX``) with objects stitched and/or tracked."""
