@@ -5,13 +5,13 @@
 For each validation image the bundled model's labels (its defaults, one pass) are corrected by a user
 who knows the truth and follows three plain rules, in this order:
 
-1. *Merges*: a predicted object that holds most (>= 50 %) of two or more true nuclei and matches none of
-   them at IoU 0.5 is split with one seed per nucleus, at each nucleus's deepest point inside it
-   (``split_object``; one click per seed).
+1. *Merges*: a predicted object that holds most (>= 50 %) of two or more true nuclei is split with one
+   seed per nucleus, at each nucleus's deepest point inside it (``split_object``; one click per seed).
 2. *False objects*: any other predicted object that matches no true nucleus at IoU 0.5 is removed with one
    click (``remove_object``): spurious objects, and misshapen ones, which rule 3 then adds again.
 3. *Misses*: every true nucleus still unmatched gets one click at its deepest point (the maximum of its
-   distance to its border) on background (``add_object``); a nucleus with no free pixel is left.
+   distance to its border), if that point is background (``add_object``); one hidden under another
+   object is left.
 
 The user does not look at the tools' results or try again: it measures the tools, one click per error.
 Prints one JSON line per image and a summary line (mean F1 before and after, clicks per 100 true nuclei).
@@ -63,29 +63,27 @@ def deepest_point(mask: np.ndarray) -> tuple[int, int]:
 def correct(truth: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, diameter: float | None) -> tuple[np.ndarray, int]:
     """The simulated user's corrected labels and its number of clicks."""
     clicks = 0
-    matched_t, matched_p = matches(truth, labels)
     counts = overlaps(truth, labels)
     area_t = counts.sum(1)
-    for pid in range(1, counts.shape[1]):
-        if pid in matched_p or not counts[:, pid].any():
-            continue
-        held = [t for t in range(1, counts.shape[0]) if t not in matched_t and counts[t, pid] >= 0.5 * area_t[t]]
-        if len(held) >= 2:  # a merge: one seed per nucleus
+    for pid in range(1, counts.shape[1]):  # 1. merges
+        held = [t for t in range(1, counts.shape[0]) if area_t[t] and counts[t, pid] >= 0.5 * area_t[t]]
+        if len(held) >= 2:
             seeds = [deepest_point((truth == t) & (labels == pid)) for t in held]
             labels = split_object(labels, probabilities, seeds)
             clicks += len(seeds)
-        else:  # spurious or misshapen
-            point = deepest_point(labels == pid)
-            labels = remove_object(labels, point)
+    _, matched_p = matches(truth, labels)
+    for pid in np.unique(labels):  # 2. false objects
+        if pid and pid not in matched_p:
+            labels = remove_object(labels, deepest_point(labels == pid))
             clicks += 1
     matched_t, _ = matches(truth, labels)
-    for t in range(1, int(truth.max()) + 1):
+    for t in range(1, int(truth.max()) + 1):  # 3. misses
         if t in matched_t or not (truth == t).any():
             continue
-        free = (truth == t) & (labels == 0)
-        if not free.any():
+        point = deepest_point(truth == t)
+        if labels[point]:  # the click would land on another object: not a one-click fix
             continue
-        labels = add_object(labels, probabilities, deepest_point(free), diameter=diameter)
+        labels = add_object(labels, probabilities, point, diameter=diameter)
         clicks += 1
     return labels, clicks
 

@@ -56,21 +56,29 @@ def main() -> None:
     app.processEvents()
     shoot(viewer, "postprocess.png")
 
+    # Correct: a few one-click edits on the nuclei sample, then two split seeds waiting for their confirm.
     widget.tabs.setCurrentIndex(2)
+    correct = widget.correct
+    correct.active.value = True
     labels = widget.segment.state.labels
-    region = np.zeros(labels.data.shape, bool)
-    region[:130, :170] = True  # pretend the user corrected the top-left quarter
-    viewer.add_shapes(
-        [[[0, 0], [0, 170], [130, 170], [130, 0]]],
-        shape_type="rectangle",
-        name="corrected region",
-        face_color="transparent",
-        edge_color="yellow",
-        edge_width=2,
-    )
+    data = np.asarray(labels.data)
+    ids = [i for i in np.unique(data[60:200, 60:260]) if i]
+    correct.click(_centre(data == ids[0]), {"alt"})  # remove one
+    correct.click(_centre(data == ids[0]))  # and add it back from one click
+    big = max(ids[1:], key=lambda i: (data == i).sum())
+    ys, xs = np.nonzero(data == big)
+    order = np.argsort(xs)
+    correct.click((int(ys[order[len(order) // 5]]), int(xs[order[len(order) // 5]])), {"shift"})
+    correct.click((int(ys[order[4 * len(order) // 5]]), int(xs[order[4 * len(order) // 5]])), {"shift"})
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera  # napari 0.9 moved it
+    camera.center, camera.zoom = (130, 160), 2.2
+    app.processEvents()
+    shoot(viewer, "correct.png")
+    correct.clear_seeds()
+    viewer.reset_view()
+
+    widget.tabs.setCurrentIndex(3)  # Fine-tune trains on the corrections by default
     widget.reset_choices()
-    widget.finetune.labels_layer.value = labels
-    widget.finetune.region.value = viewer.layers["corrected region"]
     widget.finetune.steps.value = 20
     widget.finetune.folder.value = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("/tmp/usema-screenshot-models")
     widget.finetune.run()
@@ -78,15 +86,16 @@ def main() -> None:
     app.processEvents()
     shoot(viewer, "finetune.png")
 
-    widget.tabs.setCurrentIndex(3)
+    widget.tabs.setCurrentIndex(4)
     explorer = widget.attention
     widget.segment.model.value = "nuclei"  # back to the bundled model
     explorer.pick.value = True
     explorer.query((120, 180))
     wait(app, lambda: explorer.worker is None)
     viewer.layers.selection.active = viewer.layers["attention maps"]
-    for name in ("corrected region", labels.name):
-        viewer.layers[name].visible = False
+    for name in ("split seeds", labels.name):
+        if name in viewer.layers:
+            viewer.layers[name].visible = False
     viewer.dims.set_current_step(0, 2)  # a stage-1 head: its window is visible at this zoom
     explorer.budget.value = 20
     explorer.run_dispersion()
@@ -109,6 +118,13 @@ def main() -> None:
     app.processEvents()
     shoot(viewer, "segment_polyps.png")
     viewer.close()
+
+
+def _centre(mask: np.ndarray) -> tuple[int, int]:
+    """The pixel of ``mask`` farthest from its border: where a user clicks an object."""
+    from scipy import ndimage as ndi
+
+    return tuple(int(v) for v in np.unravel_index(np.argmax(ndi.distance_transform_edt(mask)), mask.shape))
 
 
 if __name__ == "__main__":

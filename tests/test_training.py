@@ -310,3 +310,19 @@ def test_steps_for_epochs_count_each_process_share() -> None:
     assert steps_for_epochs(2, images=500, batch=32, world_size=2) == 16  # 250 images a process
     assert steps_for_epochs(1, images=5, batch=2, world_size=2) == 2  # shares padded to 3
     assert steps_for_epochs(0.01, images=3, batch=8) == 1  # at least one step
+
+
+def test_patches_of_a_corrected_region_always_carry_loss() -> None:
+    from napari_usema.io.metadata import NormalizationRecipe
+    from napari_usema.training.data import PatchSampler, make_sample
+
+    labels = np.zeros((256, 256), np.uint16)
+    labels[200:220, 30:50] = 1
+    region = np.zeros((256, 256), bool)
+    region[190:230, 20:60] = True  # one corrected nucleus, in a corner
+    image = np.random.default_rng(0).random((256, 256)).astype(np.float32)
+    sample = make_sample("corner", image, labels, task="instance", in_channels=1, recipe=NormalizationRecipe(), region=region)
+    sampler = PatchSampler([sample], 64, None, foreground_oversample=0.0)
+    rng = np.random.default_rng(1)
+    weights = [sampler.draw(0, rng)[2] for _ in range(50)]
+    assert all(w.sum() > 0 for w in weights)  # without centring on the region, most 64-px patches miss it

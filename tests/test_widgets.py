@@ -445,3 +445,84 @@ def test_labels_line_up_with_a_layer_whose_channels_sit_between_its_planes(dock,
     assert tuple(labels.scale) == (2.0, 1.0, 0.5, 0.5) and labels.data[:, 0, 20, 20].all()
     image = viewer.layers["zc"]
     assert labels.ndim == image.ndim and np.allclose(labels.extent.world[:, [0, 2, 3]], image.extent.world[:, [0, 2, 3]])
+
+
+def test_correct_mode_one_click_per_edit_each_one_undo_step(dock, qtbot, shared_data: Path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from scipy import ndimage as ndi
+
+    import napari_usema._widgets.correct as correct_module
+    from napari_usema.io.images import find_pairs, read_image
+
+    viewer, widget = dock
+    errors: list[str] = []
+    monkeypatch.setattr(correct_module, "show_error", errors.append)
+    image = read_image(find_pairs(shared_data / "microscopy")["dsb2018s1test_4be73d68f4338691"][0])
+    viewer.add_image(image, name="cells", scale=(0.5, 0.5))
+    widget.reset_choices()
+    widget.segment.image.value = viewer.layers["cells"]
+    widget.segment.run()
+    wait_for_worker(qtbot, widget.segment)
+    layer = viewer.layers["cells labels"]
+    segmented = layer.data.copy()
+    widget.correct.active.value = True
+    assert widget.correct._on_click in viewer.mouse_drag_callbacks
+
+    def click(y: int, x: int, *modifiers: str) -> None:
+        """A mouse press at image pixel (y, x), through the viewer's own callbacks, as napari sends it."""
+        event = SimpleNamespace(type="mouse_press", position=(y * 0.5, x * 0.5), modifiers=modifiers)
+        for callback in list(viewer.mouse_drag_callbacks):
+            callback(viewer, event)
+
+    def deepest(mask: np.ndarray) -> tuple[int, int]:
+        return tuple(int(v) for v in np.unravel_index(np.argmax(ndi.distance_transform_edt(mask)), mask.shape))
+
+    target = 5
+    point = deepest(segmented == target)
+    click(*point, "Alt")  # remove
+    assert not (layer.data == target).any()
+    layer.undo()  # Ctrl+Z: one step back to what Segment wrote
+    np.testing.assert_array_equal(layer.data, segmented)
+    click(*point, "Alt")
+    click(*point)  # add it back from one click
+    new_id = int(segmented.max()) + 1
+    grown = layer.data == new_id
+    assert (grown & (segmented == target)).sum() / (grown | (segmented == target)).sum() >= 0.7
+    after_add = layer.data.copy()
+    # Merge two neighbours with two Ctrl-clicks, then split them again with two seeds.
+    grown_labels = ndi.grey_dilation(segmented, size=5)
+    a, b = sorted(
+        {
+            (int(p), int(q))
+            for p, q in zip(segmented.ravel(), grown_labels.ravel(), strict=True)
+            if p and q and p != q and target not in (p, q)
+        }
+    )[0]
+    click(*deepest(segmented == a), "Control")
+    click(*deepest(segmented == b), "Control")
+    assert not (layer.data == b).any()
+    click(*deepest(segmented == a), "Shift")
+    click(*deepest(segmented == b), "Shift")
+    assert widget.correct.split()
+    assert len(np.unique(layer.data[(segmented == a) | (segmented == b)])) == 2
+    for _ in range(2):
+        layer.undo()  # the split, then the merge: each click was one step
+    np.testing.assert_array_equal(layer.data, after_add)
+    # Bad clicks change nothing and say why.
+    before = layer.data.copy()
+    click(300, 300)
+    assert "outside" in errors[-1]
+    click(*deepest(segmented == 0), "Shift")
+    assert "background" in errors[-1]
+    viewer.layers["cells"].data = image[::-1].copy()  # the image changed since Segment
+    click(10, 10)
+    assert "changed since it was segmented" in errors[-1]
+    np.testing.assert_array_equal(layer.data, before)
+    # The Fine-tune tab trains on the corrections by default, only around them.
+    viewer.layers["cells"].data = image
+    widget.finetune.reset_choices()
+    assert "Train on my corrections" in widget.finetune.pairs_info.value
+    pairs, objects = widget.finetune.corrections()
+    assert len(pairs) == 1 and objects >= 2 and pairs[0].region[segmented == target].all()
+    assert pairs[0].region.mean() < 0.5  # the unedited rest of the image is left out

@@ -13,9 +13,10 @@ from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils.notifications import show_error, show_info
 
 from napari_usema._widgets.jobs import JobProgress
-from napari_usema._widgets.layers import region_mask
+from napari_usema._widgets.layers import corrected_pair_parts, region_mask
 from napari_usema._widgets.plot import LossPlot
 from napari_usema._widgets.segment import SegmentSection
+from napari_usema.postprocess.corrections import changed_region
 from napari_usema.training.finetune import FINETUNE_DEFAULTS, CorrectedPair, check_output, finetune, versioned_path
 from napari_usema.training.trainer import TrainingProgress
 
@@ -37,8 +38,8 @@ class FinetuneSection(Container):
         self.region = ComboBox(
             label="Corrected region", choices=self._region_layers, tooltip="train only inside these shapes/labels"
         )
-        self.add_button = PushButton(text="Add image + labels pair")
-        self.pairs_info = Label(label="", value="No pairs yet.")
+        self.add_button = PushButton(text="Add a whole image + labels pair instead")
+        self.pairs_info = Label(label="", value="No corrections yet.")
         self.steps = SpinBox(label="Steps", value=d.steps, min=1, max=100_000)
         self.lr = FloatSpinBox(label="Learning rate", value=d.lr, min=1e-6, max=1e-1, step=1e-4)
         self.folder = FileEdit(label="Save to", mode="d", value=output_folder or Path.home() / "usema-models")
@@ -62,8 +63,9 @@ class FinetuneSection(Container):
         segment.jobs.register([self.resegment_button], self.cancel_button, usable=lambda: self.saved is not None)
 
     def reset_choices(self, *_: Any) -> None:
-        """Refresh drop-downs; default to the labels that the last Segment run produced."""
+        """Refresh drop-downs and the corrections summary; default to the labels of the last Segment run."""
         super().reset_choices()
+        self.pairs_info.value = self.describe_corrections()
         state = self.segment.state
         if self.labels_layer.value is None and state is not None and state.labels in self.viewer.layers:
             self.labels_layer.value = state.labels
@@ -96,8 +98,35 @@ class FinetuneSection(Container):
             show_error(str(err))
             return False
         self.pairs.append(CorrectedPair(data, truth.copy(), region, image.name))
-        self.pairs_info.value = f"{len(self.pairs)} pair(s): " + ", ".join(p.name for p in self.pairs)
+        self.pairs_info.value = self.describe_corrections()
         return True
+
+    def corrections(self) -> tuple[list[CorrectedPair], int]:
+        """One pair for every plugin-made labels layer edited since it was written (Correct-tab clicks or
+        napari's brush), trained only where the edits are (``changed_region``); and the objects edited."""
+        pairs, objects = [], 0
+        for layer in self.viewer.layers:
+            parts = corrected_pair_parts(layer) if isinstance(layer, Labels) else None
+            image_name = layer.metadata.get("usema_image") if parts else None
+            if parts is None or image_name not in self.viewer.layers:
+                continue
+            written, now = parts
+            try:
+                image = np.asarray(self.segment.plane_data(self.viewer.layers[image_name]))
+            except ValueError:
+                continue
+            changed = written != now
+            objects += len(np.setdiff1d(np.union1d(written[changed], now[changed]), [0]))
+            pairs.append(CorrectedPair(image, now.copy(), changed_region(written, now), image_name))
+        return pairs, objects
+
+    def describe_corrections(self) -> str:
+        if self.pairs:
+            return f"{len(self.pairs)} pair(s): " + ", ".join(p.name for p in self.pairs)
+        pairs, objects = self.corrections()
+        if not pairs:
+            return "No corrections yet: fix labels in the Correct tab (or with napari's brush), then Fine-tune."
+        return f"Train on my corrections: {objects} object(s) in {len(pairs)} image(s) (only around the edits)."
 
     def output_path(self) -> Path:
         loaded = self.segment.loaded
@@ -114,8 +143,10 @@ class FinetuneSection(Container):
         if loaded is None:
             show_error("choose a model in the Segment section first")
             return None
-        if not self.pairs and not self.add_pair():
+        pairs = list(self.pairs) or self.corrections()[0]
+        if not pairs and not self.add_pair():
             return None
+        pairs = pairs or list(self.pairs)
         out = self.output_path()
         try:
             check_output(loaded.path, out, overwrite=False)
@@ -127,13 +158,13 @@ class FinetuneSection(Container):
         )
         channel = None if self.segment.channel.value == "auto" else int(self.segment.channel.value)
         self.plot.clear()
-        self.worker = create_worker(finetune, loaded, list(self.pairs), out, config, channel=channel)
+        self.worker = create_worker(finetune, loaded, pairs, out, config, channel=channel)
         self.worker.yielded.connect(self._on_step)
         self.worker.returned.connect(lambda _=None, path=out: self._on_saved(path))
         self.worker.errored.connect(lambda err: show_error(f"Fine-tuning failed: {err}"))
         self.worker.aborted.connect(lambda: self._set_status("Cancelled: nothing was saved; the model is unchanged."))
         self.worker.finished.connect(self._on_finished)
-        self._set_status(f"Fine-tuning {loaded.path.name if loaded.path else 'the model'} on {len(self.pairs)} pair(s)…")
+        self._set_status(f"Fine-tuning {loaded.path.name if loaded.path else 'the model'} on {len(pairs)} image(s)…")
         return self.segment.jobs.start(self.worker, "Fine-tuning")
 
     def _on_step(self, record: TrainingProgress) -> None:

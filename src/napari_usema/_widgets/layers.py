@@ -61,8 +61,24 @@ def write_owned_labels(
         while free in viewer.layers:
             free, k = f"{name} [{k}]", k + 1
         layer = viewer.add_labels(data, name=free, **(transform or spatial_transform(image)), **kwargs)
-    layer.metadata["usema_checksum"] = checksum(layer.data)
+    mark_written(layer)
     return layer
+
+
+def mark_written(layer: Labels) -> None:
+    """Record what the plugin wrote into ``layer``: its checksum (to tell edits), and for a 2-D layer a
+    copy, from which fine-tuning finds what was corrected (clicks and brush alike)."""
+    layer.metadata["usema_checksum"] = checksum(layer.data)
+    layer.metadata["usema_written"] = np.array(layer.data, copy=True) if np.ndim(layer.data) == 2 else None
+
+
+def corrected_pair_parts(layer: Labels) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(written, now)`` of a 2-D plugin-made labels layer that was edited since; None otherwise."""
+    written = layer.metadata.get("usema_written")
+    if written is None or not is_edited(layer):
+        return None
+    now = np.asarray(layer.data)
+    return (written, now) if written.shape == now.shape else None
 
 
 def is_edited(layer: Labels) -> bool:

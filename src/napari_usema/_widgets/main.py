@@ -1,4 +1,4 @@
-"""The USEMA dock widget: Segment, Post-process and Fine-tune sections sharing one model object."""
+"""The USEMA dock widget: Segment, Post-process, Correct, Fine-tune and Attention sections sharing one model object."""
 
 from __future__ import annotations
 
@@ -8,25 +8,28 @@ from typing import Any
 from qtpy.QtWidgets import QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
 from napari_usema._widgets.attention import AttentionExplorer
+from napari_usema._widgets.correct import CorrectSection
 from napari_usema._widgets.finetune import FinetuneSection
 from napari_usema._widgets.postprocess import PostprocessSection
 from napari_usema._widgets.segment import SegmentSection
 
 
 class UsemaWidget(QWidget):
-    """One dock widget, four tabs. The other sections get the Segment section (and its model) explicitly."""
+    """One dock widget, five tabs. The other sections get the Segment section (and its model) explicitly."""
 
     def __init__(self, napari_viewer: Any, output_folder: Path | None = None) -> None:
         super().__init__()
         self.viewer = napari_viewer
         self.segment = SegmentSection(napari_viewer)
         self.postprocess = PostprocessSection(self.segment)
+        self.correct = CorrectSection(self.segment)
         self.finetune = FinetuneSection(self.segment, output_folder)
         self.attention = AttentionExplorer(napari_viewer, self.segment)
         self.tabs = QTabWidget()
         sections = (
             ("Segment", self.segment),
             ("Post-process", self.postprocess),
+            ("Correct", self.correct),
             ("Fine-tune", self.finetune),
             ("Attention", self.attention),
         )
@@ -42,5 +45,5 @@ class UsemaWidget(QWidget):
 
     def reset_choices(self, *_: Any) -> None:
         """napari calls this when layers change: refresh every layer drop-down."""
-        for section in (self.segment, self.postprocess, self.finetune, self.attention):
+        for section in (self.segment, self.postprocess, self.correct, self.finetune, self.attention):
             section.reset_choices()

@@ -17,7 +17,7 @@ from napari.qt.threading import FunctionWorker, create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 
-from napari_usema._widgets.layers import checksum, is_edited, write_owned_labels
+from napari_usema._widgets.layers import is_edited, mark_written, write_owned_labels
 from napari_usema._widgets.segment import SegmentationState, SegmentSection
 from napari_usema.inference.object_size import watershed_at_size
 from napari_usema.postprocess.config import WatershedConfig
@@ -131,7 +131,7 @@ class PostprocessSection(Container):
             self.segment.state = dataclasses.replace(state, labels=layer)
         else:
             layer.data = labels
-            layer.metadata["usema_checksum"] = checksum(layer.data)
+            mark_written(layer)
         self.status.value = f"{int(labels.max())} objects, re-computed in {elapsed:.2f} s"
 
 

@@ -15,7 +15,7 @@ from napari.utils.notifications import show_error, show_info
 from psygnal import Signal
 
 from napari_usema._widgets.jobs import JobProgress, JobSlot
-from napari_usema._widgets.layers import spatial_transform, write_owned_labels
+from napari_usema._widgets.layers import checksum, spatial_transform, write_owned_labels
 from napari_usema.inference.axes import AxesReading, candidate_axes, read_axes
 from napari_usema.inference.devices import available_devices
 from napari_usema.inference.object_size import size_factor
@@ -57,6 +57,7 @@ class SegmentationState:
     # How the image was read (its reading, shape, and whether napari shows it as RGB), to lay labels of
     # the standard axes over it axis for axis.
     placement: tuple[AxesReading, tuple[int, ...], bool] | None = None
+    image_checksum: int | None = None  # of the image as segmented (None for planes too large to cache)
 
     def layer_labels(self, labels: np.ndarray) -> tuple[np.ndarray, str]:
         """Labels of the standard axes (``self.axes``) as the labels layer holds them, and its axes."""
@@ -409,7 +410,10 @@ class SegmentSection(Container):
                     probs, name=name, colormap="magma", opacity=0.6, visible=False,
                     **spatial_transform(image, reading.axes, probability_axes),
                 )  # fmt: skip
-        self.state = dataclasses.replace(state, labels=labels, transform=transform)
+        # Corrections check the image is still the one segmented (the probabilities are its).
+        fingerprint = checksum(layer_array(image)) if result.probabilities is not None else None
+        self.state = dataclasses.replace(state, labels=labels, transform=transform, image_checksum=fingerprint)
+        labels.metadata["usema_image"] = image.name
         self._set_status(f"{_summary(result)} in {labels.name}")
         self.segmented.emit(self.state)
 

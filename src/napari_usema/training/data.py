@@ -175,7 +175,9 @@ class PatchSampler:
         samples: The images to draw from.
         patch: Side of the square patch.
         augment: Augmentations (None: none).
-        foreground_oversample: Probability that a patch is centred on a foreground pixel.
+        foreground_oversample: Probability that a patch is centred on a foreground pixel. Where a
+            sample is trusted only in a region (a fine-tune on corrections), the other patches are
+            centred in that region.
     """
 
     def __init__(
@@ -186,6 +188,9 @@ class PatchSampler:
         self.samples, self.patch, self.augment = list(samples), patch, augment
         self.foreground_oversample = foreground_oversample
         self._foreground = [np.argwhere((s.target > 0) & s.region) for s in self.samples]
+        # A fine-tune on corrections trusts a few regions of an image: every patch is centred in one, or
+        # most patches would carry no loss at all (weight 0 everywhere).
+        self._trusted = [np.argwhere(s.region) if not s.region.all() else None for s in self.samples]
 
     def draw(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One patch of sample ``index``: image ``(C, P, P)``, target ``(P, P)``, weight ``(P, P)``."""
@@ -195,8 +200,11 @@ class PatchSampler:
         size = max(8, round(self.patch / scale))  # crop this much, then resize to the patch
         fg = self._foreground[index % len(self.samples)]
         centre = None
+        trusted = self._trusted[index % len(self.samples)]
         if len(fg) and rng.random() < self.foreground_oversample:
             centre = fg[rng.integers(len(fg))]
+        elif trusted is not None and len(trusted):
+            centre = trusted[rng.integers(len(trusted))]
         image, target, weight = _crop(sample, size, centre, rng)
         if size != self.patch:
             image, target, weight = _resize(image, target, weight, self.patch)

@@ -1,0 +1,168 @@
+"""The Correct section: one click per error on the labels of the last Segment run, each one undo step.
+
+Conventions (close to napari's own: plain click acts, modifiers change what it does, Ctrl+Z undoes):
+- click on background: add an object there, grown over the model's foreground;
+- Alt-click an object: remove it;
+- Ctrl-click two objects: merge them (the first click marks, the second merges);
+- Shift-click two or more seeds inside one object, then *Split at seeds*: one object per seed.
+
+The engine does the work (:mod:`napari_usema.postprocess.corrections`); this section turns clicks into
+pixel positions, checks them against the last run, and writes each edit through ``Labels.data_setitem``
+so that it is one step of napari's undo history. What the edits touched is found at fine-tuning time by
+comparing the layer with what Segment wrote, so napari's brush counts as a correction too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import CheckBox, Container, Label, PushButton
+from napari.utils.notifications import show_error
+
+from napari_usema._widgets.layers import checksum
+from napari_usema._widgets.segment import SegmentSection, layer_array
+from napari_usema.postprocess.corrections import add_object, merge_objects, remove_object, split_object
+
+SEEDS = "split seeds"
+HELP = (
+    "Click background: add an object · Alt-click: remove it · Ctrl-click two objects: merge them · "
+    "Shift-click seeds in one object, then Split at seeds · Ctrl+Z undoes each edit."
+)
+
+
+class CorrectSection(Container):
+    """Correct mode on the labels of the last Segment run."""
+
+    def __init__(self, segment: SegmentSection) -> None:
+        self.segment = segment
+        self.viewer = segment.viewer
+        self.seeds: list[tuple[int, int]] = []
+        self._merge_first: tuple[int, int] | None = None
+        self.active = CheckBox(text="Correct mode (clicks edit the labels)", value=False)
+        self.help = Label(label="", value=HELP)
+        self.split_button = PushButton(text="Split at seeds")
+        self.clear_button = PushButton(text="Clear seeds")
+        self.status = Label(label="")
+        super().__init__(widgets=[self.active, self.help, self.split_button, self.clear_button, self.status])
+        self.help.native.setWordWrap(True)
+        self.status.native.setWordWrap(True)
+        self.native.layout().addStretch()
+        self.active.changed.connect(self._toggle)
+        self.split_button.changed.connect(self.split)
+        self.clear_button.changed.connect(self.clear_seeds)
+
+    # --- clicks ---------------------------------------------------------------------------------
+    def _toggle(self, on: bool) -> None:
+        callbacks = self.viewer.mouse_drag_callbacks
+        if on and self._on_click not in callbacks:
+            callbacks.append(self._on_click)
+        elif not on and self._on_click in callbacks:
+            callbacks.remove(self._on_click)
+
+    def _on_click(self, viewer: Any, event: Any) -> None:
+        if getattr(event, "type", "mouse_press") != "mouse_press":
+            return
+        state = self.segment.state
+        if state is None or state.labels is None:
+            show_error("segment an image first: corrections edit the labels of the last Segment run")
+            return
+        y, x = (int(np.floor(v + 0.5)) for v in state.labels.world_to_data(event.position)[-2:])
+        modifiers = {str(m).lower() for m in getattr(event, "modifiers", ())}
+        self.click((y, x), modifiers)
+
+    def click(self, point: tuple[int, int], modifiers: set[str] = frozenset()) -> bool:  # type: ignore[assignment]
+        """Apply one click at ``point`` (labels pixels) with keyboard ``modifiers``; False if refused."""
+        try:
+            labels, probabilities = self._inputs()
+            if "shift" in modifiers:
+                return self._add_seed(labels, point)
+            if "control" in modifiers or "meta" in modifiers:
+                return self._merge_click(labels, point)
+            if "alt" in modifiers:
+                return self._write(remove_object(labels, point), f"removed object {int(labels[point])}")
+            diameter = self.segment.loaded.metadata.object_diameter if self.segment.loaded else None
+            new = add_object(labels, probabilities, point, diameter=diameter)
+            return self._write(new, f"added object {int(new.max())}")
+        except ValueError as err:
+            show_error(str(err))
+            self.status.value = str(err)
+            return False
+
+    def split(self) -> bool:
+        """Split the object under the seeds (the confirm step of a split)."""
+        try:
+            labels, probabilities = self._inputs()
+            new = split_object(labels, probabilities, self.seeds)
+        except ValueError as err:
+            show_error(str(err))
+            self.status.value = str(err)
+            return False
+        count = len(self.seeds)
+        self.clear_seeds()
+        try:
+            return self._write(new, f"split one object into {count}")
+        except ValueError as err:
+            show_error(str(err))
+            return False
+
+    def clear_seeds(self) -> None:
+        self.seeds = []
+        if SEEDS in self.viewer.layers:
+            self.viewer.layers[SEEDS].data = np.empty((0, 2))
+
+    # --- steps ----------------------------------------------------------------------------------
+    def _inputs(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The labels to edit and the probabilities they came from, checked to still belong together."""
+        state = self.segment.state
+        if state is None or state.labels is None or state.labels not in self.viewer.layers:
+            raise ValueError("segment an image first: corrections edit the labels of the last Segment run")
+        labels = np.asarray(state.labels.data)
+        if labels.ndim != 2:
+            raise ValueError(f"corrections work on one 2-D label image; {state.labels.name} is {labels.shape}")
+        probabilities = state.probabilities
+        if probabilities is not None and probabilities.shape[-2:] != labels.shape:
+            raise ValueError(f"{state.labels.name} is {labels.shape} but the last run's image was {probabilities.shape[-2:]}")
+        image = state.image
+        stale = state.image_checksum is not None and checksum(layer_array(image)) != state.image_checksum
+        if image not in self.viewer.layers or stale:
+            raise ValueError(f"{image.name} changed since it was segmented: segment it again before correcting")
+        return labels, probabilities
+
+    def _add_seed(self, labels: np.ndarray, point: tuple[int, int]) -> bool:
+        h, w = labels.shape
+        if not (0 <= point[0] < h and 0 <= point[1] < w):
+            raise ValueError(f"{point} is outside the {h}x{w} labels")
+        if not labels[point]:
+            raise ValueError(f"{point} is background: split seeds go inside the object to split")
+        self.seeds.append(point)
+        if SEEDS not in self.viewer.layers:
+            transform = self.segment.transform_for(self.segment.state.image, "YX")
+            self.viewer.add_points(np.empty((0, 2)), name=SEEDS, size=7, face_color="yellow", **transform)
+        self.viewer.layers[SEEDS].data = np.array(self.seeds, float)
+        self.status.value = f"{len(self.seeds)} seed(s) in object {int(labels[point])}: add more, then Split at seeds"
+        return True
+
+    def _merge_click(self, labels: np.ndarray, point: tuple[int, int]) -> bool:
+        if self._merge_first is None:
+            h, w = labels.shape
+            if not (0 <= point[0] < h and 0 <= point[1] < w) or not labels[point]:
+                raise ValueError(f"{point} is not on an object: Ctrl-click the objects to merge")
+            self._merge_first = point
+            self.status.value = f"merging object {int(labels[point])}: Ctrl-click the object to merge it with"
+            return True
+        first, self._merge_first = self._merge_first, None
+        return self._write(merge_objects(labels, [first, point]), f"merged object {int(labels[point])} into {int(labels[first])}")
+
+    def _write(self, new: np.ndarray, what: str) -> bool:
+        """Write the edit as one step of the layer's undo history."""
+        layer = self.segment.state.labels
+        old = np.asarray(layer.data)
+        if new.max(initial=0) > np.iinfo(old.dtype).max:
+            raise ValueError(f"{layer.name} holds {old.dtype} ids and is full: no new id fits")
+        changed = np.nonzero(new != old)
+        if not len(changed[0]):
+            raise ValueError("that click changed nothing")
+        layer.data_setitem(changed, new[changed].astype(old.dtype))
+        self.status.value = f"{what} (Ctrl+Z undoes it)"
+        return True
