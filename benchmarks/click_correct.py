@@ -10,8 +10,8 @@ who knows the truth and follows three plain rules, in this order:
 2. *False objects*: any other predicted object that matches no true nucleus at IoU 0.5 is removed with one
    click (``remove_object``): spurious objects, and misshapen ones, which rule 3 then adds again.
 3. *Misses*: every true nucleus still unmatched gets one click at its deepest point (the maximum of its
-   distance to its border), if that point is background (``add_object``); one hidden under another
-   object is left.
+   distance to its border), if that point is background (``add_object`` on the Correct tab's second look
+   around the click, ``with_second_look``); one hidden under another object is left.
 
 The user does not look at the tools' results or try again: it measures the tools, one click per error.
 Prints one JSON line per image and a summary line (mean F1 before and after, clicks per 100 true nuclei).
@@ -28,6 +28,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from napari_usema.analysis.metrics import instance_f1
+from napari_usema.inference.local import with_second_look
 from napari_usema.inference.pipeline import drive, segment
 from napari_usema.io.bundled import resolve_model
 from napari_usema.io.checkpoint import load_checkpoint
@@ -60,8 +61,10 @@ def deepest_point(mask: np.ndarray) -> tuple[int, int]:
     return tuple(int(v) for v in np.unravel_index(np.argmax(distance), mask.shape))  # type: ignore[return-value]
 
 
-def correct(truth: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, diameter: float | None) -> tuple[np.ndarray, int]:
-    """The simulated user's corrected labels and its number of clicks."""
+def correct(truth: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, loaded, image) -> tuple[np.ndarray, int]:
+    """The simulated user's corrected labels and its number of clicks; adds take the second look of the
+    Correct tab (``with_second_look``), as in napari."""
+    diameter = loaded.metadata.object_diameter
     clicks = 0
     counts = overlaps(truth, labels)
     area_t = counts.sum(1)
@@ -83,7 +86,8 @@ def correct(truth: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, di
         point = deepest_point(truth == t)
         if labels[point]:  # the click would land on another object: not a one-click fix
             continue
-        labels = add_object(labels, probabilities, point, diameter=diameter)
+        looked = with_second_look(loaded, image, probabilities, point)
+        labels = add_object(labels, looked, point, diameter=diameter)
         clicks += 1
     return labels, clicks
 
@@ -102,7 +106,7 @@ def main() -> None:
         result = drive(segment(loaded, image, keep_probabilities=True))
         labels = np.asarray(result.labels).astype(np.int64)
         start = time.perf_counter()
-        corrected, n = correct(truth, labels, result.probabilities, loaded.metadata.object_diameter)
+        corrected, n = correct(truth, labels, result.probabilities, loaded, image)
         seconds += time.perf_counter() - start
         f1_before, f1_after = instance_f1(truth, labels).f1, instance_f1(truth, corrected).f1
         count = len(np.unique(truth)) - 1

@@ -132,3 +132,23 @@ def test_changed_region_is_the_edited_objects_and_a_margin(scene) -> None:
 
 def _other(truth: np.ndarray, a: int, b: int) -> int:
     return next(int(t) for t in np.unique(truth) if t not in (0, a, b))
+
+
+def test_a_second_look_replaces_only_the_window_around_the_click(shared_data: Path, tiny_semantic_checkpoint: Path) -> None:
+    from napari_usema.inference.local import HALF, with_second_look
+
+    image = read_image(find_pairs(shared_data / "microscopy")["dsb2018s1test_4be73d68f4338691"][0])
+    loaded = load_checkpoint(resolve_model("nuclei"))
+    probabilities = drive(segment(loaded, image, keep_probabilities=True)).probabilities
+    before = probabilities.copy()
+    looked = with_second_look(loaded, image, probabilities, (100, 120))
+    np.testing.assert_array_equal(probabilities, before)  # the run's probabilities are not changed
+    window = np.zeros(image.shape[:2], bool)
+    window[100 - HALF : 100 + HALF, 120 - HALF : 120 + HALF] = True
+    np.testing.assert_array_equal(looked[:, ~window], before[:, ~window])
+    assert not np.allclose(looked[:, window], before[:, window])  # re-normalised and enlarged: a new look
+    np.testing.assert_allclose(looked.sum(0), 1, atol=1e-4)
+    with pytest.raises(ValueError, match="outside"):
+        with_second_look(loaded, image, probabilities, (400, 10))
+    with pytest.raises(ValueError, match="for instance models"):
+        with_second_look(load_checkpoint(tiny_semantic_checkpoint), image, probabilities, (100, 120))

@@ -526,3 +526,24 @@ def test_correct_mode_one_click_per_edit_each_one_undo_step(dock, qtbot, shared_
     pairs, objects = widget.finetune.corrections()
     assert len(pairs) == 1 and objects >= 2 and pairs[0].region[segmented == target].all()
     assert pairs[0].region.mean() < 0.5  # the unedited rest of the image is left out
+
+
+def test_the_activity_bar_really_moves(dock, qtbot, intensity_model, monkeypatch) -> None:
+    viewer, widget = dock
+    widget.segment.use_model(intensity_model)
+    widget.segment.tile.value, widget.segment.batch.value = 128, 1  # several batches
+    values: list[int] = []
+    bars: list = []
+    import napari_usema._widgets.jobs as jobs
+
+    class Watched(jobs.progress):  # napari's own bar, recording the values it shows
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+            self.events.value.connect(lambda event: values.append(event.value))
+
+    monkeypatch.setattr(jobs, "progress", Watched)
+    widget.segment.run()
+    wait_for_worker(qtbot, widget.segment)
+    assert len(bars) == 1  # one bar per run (re-entrant Qt events once made a dozen, all at 0%)
+    assert len(values) >= 2 and values == sorted(values) and values[-1] > values[0]  # napari moved the bar

@@ -1,7 +1,8 @@
 """The Correct section: one click per error on the labels of the last Segment run, each one undo step.
 
 Conventions (close to napari's own: plain click acts, modifiers change what it does, Ctrl+Z undoes):
-- click on background: add an object there, grown over the model's foreground;
+- click on background: add an object there, grown over the model's foreground (after a second look of
+  the network at a small window around the click, :mod:`napari_usema.inference.local`);
 - Alt-click an object: remove it;
 - Ctrl-click two objects: merge them (the first click marks, the second merges);
 - Shift-click two or more seeds inside one object, then *Split at seeds*: one object per seed.
@@ -22,6 +23,7 @@ from napari.utils.notifications import show_error
 
 from napari_usema._widgets.layers import checksum
 from napari_usema._widgets.segment import SegmentSection, layer_array
+from napari_usema.inference.local import with_second_look
 from napari_usema.postprocess.corrections import add_object, merge_objects, remove_object, split_object
 
 SEEDS = "split seeds"
@@ -81,8 +83,14 @@ class CorrectSection(Container):
                 return self._merge_click(labels, point)
             if "alt" in modifiers:
                 return self._write(remove_object(labels, point), f"removed object {int(labels[point])}")
-            diameter = self.segment.loaded.metadata.object_diameter if self.segment.loaded else None
-            new = add_object(labels, probabilities, point, diameter=diameter)
+            loaded = self.segment.state.loaded
+            if probabilities is not None:  # a second look around the click: faint and small nuclei
+                image = self.segment.plane_data(self.segment.state.image)
+                channel = None if self.segment.channel.value == "auto" else int(self.segment.channel.value)
+                probabilities = with_second_look(
+                    loaded, image, probabilities, point, channel=channel, device=self.segment.device.value
+                )
+            new = add_object(labels, probabilities, point, diameter=loaded.metadata.object_diameter)
             return self._write(new, f"added object {int(new.max())}")
         except ValueError as err:
             show_error(str(err))
@@ -117,6 +125,8 @@ class CorrectSection(Container):
         state = self.segment.state
         if state is None or state.labels is None or state.labels not in self.viewer.layers:
             raise ValueError("segment an image first: corrections edit the labels of the last Segment run")
+        if state.loaded.metadata.task != "instance":
+            raise ValueError("corrections edit instance labels; this model makes class maps (paint them instead)")
         labels = np.asarray(state.labels.data)
         if labels.ndim != 2:
             raise ValueError(f"corrections work on one 2-D label image; {state.labels.name} is {labels.shape}")

@@ -18,13 +18,26 @@ class JobProgress:
     def __init__(self, desc: str) -> None:
         self.desc = desc
         self._bar: progress | None = None
+        self._creating = False
+        self._latest = (0, 1)
 
     def set(self, done: int, total: int) -> None:
+        self._latest = (done, total)
         if self._bar is None:
-            self._bar = progress(total=total, desc=self.desc)
+            if self._creating:
+                # Making napari's bar processes Qt events (the activity dock adds it), which delivers the
+                # next progress here before the first bar exists: without this guard each one made a bar
+                # of its own, and the dock showed a dozen bars stuck at 0%.
+                return
+            self._creating = True
+            try:
+                self._bar = progress(total=total, desc=self.desc)
+            finally:
+                self._creating = False
+            done, total = self._latest
         self._bar.total = total
-        self._bar.n = done
-        self._bar.refresh()
+        # napari's bar moves on update() (its value event), not on n and refresh(): step by the difference.
+        self._bar.update(done - self._bar.n)
 
     def advance(self, total: int) -> None:
         self.set((self._bar.n if self._bar else 0) + 1, total)
