@@ -529,7 +529,7 @@ def test_correct_mode_one_click_per_edit_each_one_undo_step(dock, qtbot, shared_
 
 
 def test_the_activity_bar_really_moves(dock, qtbot, intensity_model, monkeypatch) -> None:
-    viewer, widget = dock
+    _, widget = dock
     widget.segment.use_model(intensity_model)
     widget.segment.tile.value, widget.segment.batch.value = 128, 1  # several batches
     values: list[int] = []
