@@ -3,6 +3,7 @@ and the readings that are announced or refused."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -188,7 +189,9 @@ def test_dapi_and_marker_segments_the_chosen_channel_by_name(
     assert "no channel named 'GFP'" in capsys.readouterr().err
     assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").iterdir())
     assert run_cli("predict", ome, "--model", "nuclei", "--out", tmp_path / "out", "--channel", "DAPI") == 0
-    assert "OME-TIFF, axes CYX, channels DAPI, marker" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "OME-TIFF, axes CYX, channels DAPI, marker" in err
+    assert re.search(r"wrote \S*cells\.tif \(1/1\): \d{2,} objects", err)  # what was found, per image
     assert run_cli("predict", tmp_path / "dapi.tif", "--model", "nuclei", "--out", tmp_path / "alone") == 0
     labels = tifffile.imread(tmp_path / "out" / "cells.tif")
     assert labels.shape == (256, 256) and labels.max() >= 30

@@ -547,3 +547,18 @@ def test_the_activity_bar_really_moves(dock, qtbot, intensity_model, monkeypatch
     wait_for_worker(qtbot, widget.segment)
     assert len(bars) == 1  # one bar per run (re-entrant Qt events once made a dozen, all at 0%)
     assert len(values) >= 2 and values == sorted(values) and values[-1] > values[0]  # napari moved the bar
+
+
+def test_dispersion_takes_the_square_in_view(dock, qtbot) -> None:
+    viewer, widget = dock
+    layer = viewer.layers["nuclei"]
+    h, w = layer.data.shape[:2]
+    viewer.reset_view()
+    qtbot.wait(200)
+    full = widget.attention._view_box(layer)
+    assert full[1] - full[0] == min(h, w)  # all in view: the largest square
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    camera.center, camera.zoom = (0, 100, 150), camera.zoom * 4
+    qtbot.wait(200)
+    y0, y1, x0, x1 = widget.attention._view_box(layer)
+    assert y1 - y0 < min(h, w) / 2 and y0 <= 100 <= y1 and x0 <= 150 <= x1  # zoomed in: what is in view

@@ -28,9 +28,11 @@ def load_colonoscopy() -> np.ndarray:
 
 def nuclei_sample() -> list[tuple[Any, dict, str]]:
     """Fluorescence nuclei (BBBC038 / DSB 2018, CC0)."""
-    return [(load_nuclei(), {"name": "nuclei (BBBC038, CC0)", "colormap": "gray"}, "image")]
+    source = {"source": "BBBC038 / 2018 Data Science Bowl (Caicedo et al., Nature Methods 2019)", "licence": "CC0 1.0"}
+    return [(load_nuclei(), {"name": "nuclei", "colormap": "gray", "metadata": source}, "image")]
 
 
 def colonoscopy_sample() -> list[tuple[Any, dict, str]]:
     """A colonoscopy frame with a polyp (Kvasir-SEG / HyperKvasir, CC BY 4.0)."""
-    return [(load_colonoscopy(), {"name": "colonoscopy (Kvasir-SEG, CC BY 4.0)", "rgb": True}, "image")]
+    source = {"source": "Kvasir-SEG / HyperKvasir (Jha et al. 2020; Borgli et al. 2020)", "licence": "CC BY 4.0"}
+    return [(load_colonoscopy(), {"name": "colonoscopy", "rgb": True, "metadata": source}, "image")]

@@ -188,13 +188,15 @@ class AttentionExplorer(Container):
 
     # --- dispersion -----------------------------------------------------------------------------
     def _view_box(self, layer: Image) -> tuple[int, int, int, int]:
-        """``(y0, y1, x0, x1)`` of the square in view: centred on the camera, as large as the canvas shows."""
+        """``(y0, y1, x0, x1)`` of the largest square in view, centred on it (napari's public
+        ``Layer.corner_pixels``: the field of view in the layer's pixels)."""
         h, w = self.segment.plane_data(layer).shape[:2]
-        scene = getattr(self.viewer, "scene", None)  # napari >= 0.9 moved the camera to viewer.scene
-        camera = scene.camera if scene is not None else self.viewer.camera
-        cy, cx = (int(v) for v in layer.world_to_data(camera.center)[-2:])
-        canvas = getattr(self.viewer, "_canvas_size", (h, w))
-        side = int(min(max(canvas) / max(camera.zoom, 1e-6), h, w))
+        (top, left), (bottom, right) = (np.asarray(c[-2:], int) for c in layer.corner_pixels)
+        bottom, right = bottom + 1, right + 1  # the corners are the last pixels in view, inclusive
+        top, bottom = int(np.clip(top, 0, h)), int(np.clip(bottom, 0, h))
+        left, right = int(np.clip(left, 0, w)), int(np.clip(right, 0, w))
+        side = max(1, min(bottom - top, right - left))
+        cy, cx = (top + bottom) // 2, (left + right) // 2
         y0, x0 = int(np.clip(cy - side // 2, 0, h - side)), int(np.clip(cx - side // 2, 0, w - side))
         return y0, y0 + side, x0, x0 + side
 

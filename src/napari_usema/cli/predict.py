@@ -263,12 +263,12 @@ def run(args: argparse.Namespace) -> int:
             if (line := job.describe(path.name)) is not None:
                 bar.note(line)
             try:
-                _predict_one(loaded, job, path.name, planned[path], tiling, watershed, args, bar)
+                found = _predict_one(loaded, job, path.name, planned[path], tiling, watershed, args, bar)
             except (ValueError, OSError) as err:  # one bad file must not stop a folder: report it, go on
                 failed.append(f"{path}: {err}")
                 bar.note(f"failed {path.name} ({i + 1}/{len(mine)}): {err}")
                 continue
-            bar.note(f"wrote {planned[path][0]} ({i + 1}/{len(mine)})")
+            bar.note(f"wrote {planned[path][0]} ({i + 1}/{len(mine)}): {found}")
     finally:
         bar.close()
         shutdown(world)
@@ -360,7 +360,8 @@ def _predict_one(
     watershed: WatershedConfig,
     args: argparse.Namespace,
     bar: ProgressBar,
-) -> None:
+) -> str:
+    """Segment one input and write its outputs; returns what was found, for the log line."""
     import numpy as np
 
     from napari_usema.inference.pipeline import disk_array, drive, segment
@@ -399,9 +400,23 @@ def _predict_one(
             count = int(max(np.asarray(result.labels[y : y + 1024]).max() for y in range(0, h, 1024)))
             dtype = np.uint8 if loaded.metadata.task == "semantic" else (np.uint16 if count <= 65535 else np.uint32)
             write_labels_banded(out, result.labels, dtype, overwrite=replace, **options)
+            found = f"{count:,} objects" if loaded.metadata.task == "instance" else "class ids"
         else:
             write_tiff(out, result.labels, overwrite=replace, **options)
+            found = found_summary(np.asarray(result.labels), loaded.metadata.task, loaded.metadata.class_names)
     if args.probabilities:
         probability_axes = result.axes[:-2] + "CYX"
         options = tiff_options(job.info, probability_axes)
         write_tiff(outputs[1], result.probabilities, overwrite=replace, **options)
+    return found
+
+
+def found_summary(labels, task: str, class_names: tuple[str, ...]) -> str:
+    """``"123 objects"`` (distinct ids over a stack), or each foreground class's share: ``"polyp 14.2%"``."""
+    import numpy as np
+
+    if task == "instance":
+        return f"{len(np.unique(labels[labels > 0])):,} objects"
+    counts = np.bincount(labels.ravel(), minlength=len(class_names))
+    shares = [f"{name} {100 * counts[i] / labels.size:.1f}%" for i, name in enumerate(class_names) if i > 0]
+    return ", ".join(shares) or "no foreground class"
