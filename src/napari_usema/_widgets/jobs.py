@@ -18,26 +18,28 @@ class JobProgress:
     def __init__(self, desc: str) -> None:
         self.desc = desc
         self._bar: progress | None = None
-        self._creating = False
+        self._busy = False
         self._latest = (0, 1)
 
     def set(self, done: int, total: int) -> None:
         self._latest = (done, total)
-        if self._bar is None:
-            if self._creating:
-                # Making napari's bar processes Qt events (the activity dock adds it), which delivers the
-                # next progress here before the first bar exists: without this guard each one made a bar
-                # of its own, and the dock showed a dozen bars stuck at 0%.
-                return
-            self._creating = True
-            try:
+        if self._busy:
+            # Making or moving napari's bar processes Qt events (the activity dock redraws), which can
+            # deliver the next progress here mid-call: keep only the latest and let the outer call apply
+            # it. Without this each nested call made a bar of its own (a dozen, all stuck at 0%).
+            return
+        self._busy = True
+        try:
+            if self._bar is None:
                 self._bar = progress(total=total, desc=self.desc)
-            finally:
-                self._creating = False
-            done, total = self._latest
-        self._bar.total = total
-        # napari's bar moves on update() (its value event), not on n and refresh(): step by the difference.
-        self._bar.update(done - self._bar.n)
+            applied = None
+            while applied != self._latest:
+                applied = done, total = self._latest
+                self._bar.total = total
+                # napari's bar moves on update() (its value event), not on n and refresh().
+                self._bar.update(done - self._bar.n)
+        finally:
+            self._busy = False
 
     def advance(self, total: int) -> None:
         self.set((self._bar.n if self._bar else 0) + 1, total)
