@@ -469,17 +469,33 @@ def test_correct_mode_one_click_per_edit_each_one_undo_step(dock, qtbot, shared_
     widget.correct.active.value = True
     assert widget.correct._on_click in viewer.mouse_drag_callbacks
 
-    def click(y: int, x: int, *modifiers: str) -> None:
-        """A mouse press at image pixel (y, x), through the viewer's own callbacks, as napari sends it."""
+    def click(y: int, x: int, *modifiers: str, drag_to: tuple[int, int] | None = None) -> None:
+        """A press and release at image pixel (y, x) (optionally dragged), through the viewer's own
+        callbacks, driven as napari drives them: a generator is advanced on each move and the release."""
+        import inspect
+
         event = SimpleNamespace(type="mouse_press", position=(y * 0.5, x * 0.5), modifiers=modifiers)
-        for callback in list(viewer.mouse_drag_callbacks):
-            callback(viewer, event)
+        ours = [cb for cb in viewer.mouse_drag_callbacks if cb == widget.correct._on_click]  # napari's own need a canvas
+        running = [cb(viewer, event) for cb in ours]
+        running = [g for g in running if inspect.isgenerator(g)]
+        for g in running:
+            next(g, None)
+        if drag_to is not None:
+            event.type, event.position = "mouse_move", (drag_to[0] * 0.5, drag_to[1] * 0.5)
+            for g in running:
+                next(g, None)
+        event.type = "mouse_release"
+        for g in running:
+            next(g, None)
 
     def deepest(mask: np.ndarray) -> tuple[int, int]:
         return tuple(int(v) for v in np.unravel_index(np.argmax(ndi.distance_transform_edt(mask)), mask.shape))
 
     target = 5
     point = deepest(segmented == target)
+    assert layer.mode == "pan_zoom"  # Correct mode: a click does not also paint
+    click(*point, "Alt", drag_to=(point[0] + 20, point[1]))  # a drag pans: no edit
+    np.testing.assert_array_equal(layer.data, segmented)
     click(*point, "Alt")  # remove
     assert not (layer.data == target).any()
     layer.undo()  # Ctrl+Z: one step back to what Segment wrote

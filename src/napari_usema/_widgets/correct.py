@@ -51,6 +51,7 @@ class CorrectSection(Container):
         self.status.native.setWordWrap(True)
         self.native.layout().addStretch()
         self.active.changed.connect(self._toggle)
+        segment.segmented.connect(self._forget_pending)  # seeds and merges belong to the labels they were made on
         self.split_button.changed.connect(self.split)
         self.clear_button.changed.connect(self.clear_seeds)
 
@@ -59,38 +60,57 @@ class CorrectSection(Container):
         callbacks = self.viewer.mouse_drag_callbacks
         if on and self._on_click not in callbacks:
             callbacks.append(self._on_click)
+            state = self.segment.state
+            if state is not None and state.labels is not None:
+                state.labels.mode = "pan_zoom"  # a click must not also paint, fill or erase
         elif not on and self._on_click in callbacks:
             callbacks.remove(self._on_click)
+        self._forget_pending()
 
-    def _on_click(self, viewer: Any, event: Any) -> None:
+    def _forget_pending(self, *_: Any) -> None:
+        """Drop a half-made merge and the split seeds (a new run, or Correct mode toggled)."""
+        self._merge_first = None
+        self.clear_seeds()
+
+    def _on_click(self, viewer: Any, event: Any) -> Any:
+        """A press and release without dragging is a click; a drag pans, as napari's own."""
         if getattr(event, "type", "mouse_press") != "mouse_press":
             return
+        start = np.asarray(event.position, float)
+        modifiers = {str(m).lower() for m in getattr(event, "modifiers", ())}
+        yield
+        while getattr(event, "type", "mouse_release") == "mouse_move":
+            if np.abs(np.asarray(event.position, float) - start).max() > 0:
+                return  # a drag: leave it to napari
+            yield
         state = self.segment.state
         if state is None or state.labels is None:
             show_error("segment an image first: corrections edit the labels of the last Segment run")
             return
-        y, x = (int(np.floor(v + 0.5)) for v in state.labels.world_to_data(event.position)[-2:])
-        modifiers = {str(m).lower() for m in getattr(event, "modifiers", ())}
+        y, x = (int(np.floor(v + 0.5)) for v in state.labels.world_to_data(start)[-2:])
         self.click((y, x), modifiers)
 
     def click(self, point: tuple[int, int], modifiers: set[str] = frozenset()) -> bool:  # type: ignore[assignment]
         """Apply one click at ``point`` (labels pixels) with keyboard ``modifiers``; False if refused."""
         try:
             labels, probabilities = self._inputs()
+            point = self._pixel(point, labels.shape)
             if "shift" in modifiers:
                 return self._add_seed(labels, point)
             if "control" in modifiers or "meta" in modifiers:
                 return self._merge_click(labels, point)
+            self._merge_first = None  # any other click ends a half-made merge
             if "alt" in modifiers:
                 return self._write(remove_object(labels, point), f"removed object {int(labels[point])}")
-            loaded = self.segment.state.loaded
+            if labels[point]:  # refused before the network runs
+                raise ValueError(f"{point} is on object {int(labels[point])}: click on background to add an object")
+            state = self.segment.state
             if probabilities is not None:  # a second look around the click: faint and small nuclei
-                image = self.segment.plane_data(self.segment.state.image)
-                channel = None if self.segment.channel.value == "auto" else int(self.segment.channel.value)
                 probabilities = with_second_look(
-                    loaded, image, probabilities, point, channel=channel, device=self.segment.device.value
-                )
-            new = add_object(labels, probabilities, point, diameter=loaded.metadata.object_diameter)
+                    state.loaded, self.segment.plane_data(state.image), probabilities, point,
+                    size=state.size, channel=state.channel, device=state.device,
+                )  # fmt: skip
+            new = add_object(labels, probabilities, point, diameter=state.loaded.metadata.object_diameter)
             return self._write(new, f"added object {int(new.max())}")
         except ValueError as err:
             show_error(str(err))
@@ -120,6 +140,16 @@ class CorrectSection(Container):
             self.viewer.layers[SEEDS].data = np.empty((0, 2))
 
     # --- steps ----------------------------------------------------------------------------------
+    @staticmethod
+    def _pixel(point: Any, shape: tuple[int, ...]) -> tuple[int, int]:
+        try:
+            y, x = (round(float(v)) for v in point)
+        except (TypeError, ValueError):
+            raise ValueError(f"a click is a (y, x) pixel position, got {point!r}") from None
+        if not (0 <= y < shape[0] and 0 <= x < shape[1]):
+            raise ValueError(f"({y}, {x}) is outside the {shape[0]}x{shape[1]} labels")
+        return y, x
+
     def _inputs(self) -> tuple[np.ndarray, np.ndarray | None]:
         """The labels to edit and the probabilities they came from, checked to still belong together."""
         state = self.segment.state
@@ -140,9 +170,6 @@ class CorrectSection(Container):
         return labels, probabilities
 
     def _add_seed(self, labels: np.ndarray, point: tuple[int, int]) -> bool:
-        h, w = labels.shape
-        if not (0 <= point[0] < h and 0 <= point[1] < w):
-            raise ValueError(f"{point} is outside the {h}x{w} labels")
         if not labels[point]:
             raise ValueError(f"{point} is background: split seeds go inside the object to split")
         self.seeds.append(point)
@@ -155,8 +182,7 @@ class CorrectSection(Container):
 
     def _merge_click(self, labels: np.ndarray, point: tuple[int, int]) -> bool:
         if self._merge_first is None:
-            h, w = labels.shape
-            if not (0 <= point[0] < h and 0 <= point[1] < w) or not labels[point]:
+            if not labels[point]:
                 raise ValueError(f"{point} is not on an object: Ctrl-click the objects to merge")
             self._merge_first = point
             self.status.value = f"merging object {int(labels[point])}: Ctrl-click the object to merge it with"

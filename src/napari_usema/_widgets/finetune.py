@@ -107,17 +107,19 @@ class FinetuneSection(Container):
         pairs, objects = [], 0
         for layer in self.viewer.layers:
             parts = corrected_pair_parts(layer) if isinstance(layer, Labels) else None
-            image_name = layer.metadata.get("usema_image") if parts else None
-            if parts is None or image_name not in self.viewer.layers:
-                continue
+            source = layer.metadata.get("usema_image_layer") if parts else None
+            if parts is None or not any(source is other for other in self.viewer.layers):
+                continue  # not edited, or its image was closed
             written, now = parts
             try:
-                image = np.asarray(self.segment.plane_data(self.viewer.layers[image_name]))
+                image = np.asarray(self.segment.plane_data(source))
             except ValueError:
                 continue
+            if image.shape[:2] != now.shape:
+                continue  # the image layer's data was replaced since
             changed = written != now
             objects += len(np.setdiff1d(np.union1d(written[changed], now[changed]), [0]))
-            pairs.append(CorrectedPair(image, now.copy(), changed_region(written, now), image_name))
+            pairs.append(CorrectedPair(image, now.copy(), changed_region(written, now), source.name))
         return pairs, objects
 
     def describe_corrections(self) -> str:

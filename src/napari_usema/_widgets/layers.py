@@ -61,6 +61,7 @@ def write_owned_labels(
         while free in viewer.layers:
             free, k = f"{name} [{k}]", k + 1
         layer = viewer.add_labels(data, name=free, **(transform or spatial_transform(image)), **kwargs)
+    layer.metadata["usema_image_layer"] = image  # the layer itself, not its name: names change
     mark_written(layer)
     return layer
 

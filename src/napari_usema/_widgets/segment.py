@@ -58,6 +58,8 @@ class SegmentationState:
     # the standard axes over it axis for axis.
     placement: tuple[AxesReading, tuple[int, ...], bool] | None = None
     image_checksum: int | None = None  # of the image as segmented (None for planes too large to cache)
+    channel: int | None = None  # the run's channel, and its device: a correction's second look uses them
+    device: str = "cpu"
 
     def layer_labels(self, labels: np.ndarray) -> tuple[np.ndarray, str]:
         """Labels of the standard axes (``self.axes``) as the labels layer holds them, and its axes."""
@@ -339,7 +341,8 @@ class SegmentSection(Container):
             axes=inputs.reading, links=inputs.links,
         )  # fmt: skip
         self.worker.yielded.connect(self._on_progress)
-        self.worker.returned.connect(lambda result, img=layer, r=inputs.reading: self._on_result(result, img, r))
+        run = {"channel": inputs.channel, "device": self.device.value}
+        self.worker.returned.connect(lambda result, img=layer, r=inputs.reading: self._on_result(result, img, r, **run))
         self.worker.errored.connect(lambda err: show_error(f"Segmentation failed: {err}"))
         self.worker.aborted.connect(lambda: self._set_status("Cancelled: no layer was changed."))
         self.worker.finished.connect(self._on_finished)
@@ -380,7 +383,14 @@ class SegmentSection(Container):
         if p.message:
             show_info(p.message)
 
-    def _on_result(self, result: SegmentationResult, image: Image, reading: AxesReading | None = None) -> None:
+    def _on_result(
+        self,
+        result: SegmentationResult,
+        image: Image,
+        reading: AxesReading | None = None,
+        channel: int | None = None,
+        device: str = "cpu",
+    ) -> None:
         assert self.loaded is not None
         suffix = "labels" if result.task == "instance" else "classes"
         kwargs: dict[str, Any] = {}
@@ -412,8 +422,9 @@ class SegmentSection(Container):
                 )  # fmt: skip
         # Corrections check the image is still the one segmented (the probabilities are its).
         fingerprint = checksum(layer_array(image)) if result.probabilities is not None else None
-        self.state = dataclasses.replace(state, labels=labels, transform=transform, image_checksum=fingerprint)
-        labels.metadata["usema_image"] = image.name
+        self.state = dataclasses.replace(
+            state, labels=labels, transform=transform, image_checksum=fingerprint, channel=channel, device=device
+        )
         self._set_status(f"{_summary(result)} in {labels.name}")
         self.segmented.emit(self.state)
 

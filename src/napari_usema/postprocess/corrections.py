@@ -10,8 +10,9 @@ background, adding on an object, seeds in two objects) raises ``ValueError`` wit
   and by other objects: a seeded watershed on the interior probability, in which the unlabelled nuclei
   around compete for their own pixels, within a disk of twice the typical diameter. Where the model saw
   almost nothing, the foreground is what it saw around the click relative to the click's own value; where
-  it saw nothing at all, a disk of the typical diameter (the median of the image's objects, else the
-  model's ``object_diameter``).
+  it saw nothing at all, a disk of the typical diameter (the median of the objects near the click, else
+  the model's ``object_diameter``). All of it in a window around the click: a click costs the same on a
+  slide as on a crop.
 - :func:`split_object` floods one seed per part inside the object over its interior probability (its
   distance to the background where there are no probabilities).
 - :func:`merge_objects` relabels the clicked objects as the first one and closes the thin background
@@ -27,13 +28,12 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage import morphology, segmentation
 
-from .measure import median_diameter
-
 Point = tuple[int, int]
 FOREGROUND = 0.5  # interior + boundary probability above which a pixel is an object's
 SEED = 0.5  # interior probability above which unlabelled pixels seed competing nuclei
 FAINT = 0.1  # below this foreground at the click, the model saw nothing there: a disk instead
 DEFAULT_DIAMETER = 16.0  # pixels, when neither the image's objects nor the model give one
+LOOK_AROUND = 128  # the typical diameter is that of the objects within this many pixels of a click
 
 
 def add_object(
@@ -46,30 +46,38 @@ def add_object(
         probabilities: ``(3, H, W)`` (background, interior, boundary), or None for a disk.
         point: ``(y, x)`` of the click.
         diameter: The typical object diameter in pixels (the model's ``object_diameter``), used when
-            the image has no objects to measure.
+            there are no objects near the click to measure.
 
     Raises:
-        ValueError: outside the image, on an existing object, or no free pixel to grow into.
+        ValueError: outside the image, on an existing object, or probabilities of another shape.
     """
     labels = _check_labels(labels)
     y, x = _check_point(point, labels.shape)
     if labels[y, x]:
         raise ValueError(f"({y}, {x}) is on object {int(labels[y, x])}: click on background to add an object")
-    size = _typical_diameter(labels, diameter)
-    free = labels == 0
-    within = _disk_mask(labels.shape, (y, x), size)  # twice the typical diameter across
+    if probabilities is not None:
+        _check_probabilities(probabilities, labels.shape)
+    # Everything happens in a window around the click, so a click costs the same on a slide as on a crop.
+    near = _window(labels.shape, (y, x), LOOK_AROUND)
+    size = _typical_diameter(labels[near], diameter)
+    box = _window(labels.shape, (y, x), int(np.ceil(size)) + 2)
+    sub = labels[box]
+    here = (y - box[0].start, x - box[1].start)
+    free = sub == 0
+    within = _disk_mask(sub.shape, here, size)  # twice the typical diameter across
     region = None
     if probabilities is not None:
-        interior, foreground = _interior_and_foreground(probabilities, labels.shape)
-        here = foreground[y, x]
-        if here >= FAINT:
-            level = FOREGROUND if here >= FOREGROUND else 0.5 * here  # faint nuclei: relative to the click
-            region = _grow(interior, foreground >= level, free & within, (y, x))
+        interior, foreground = (np.asarray(probabilities[k][box], np.float32) for k in (1, 2))
+        foreground = interior + foreground
+        seen = foreground[here]
+        if seen >= FAINT:
+            level = FOREGROUND if seen >= FOREGROUND else 0.5 * seen  # faint nuclei: relative to the click
+            region = _grow(interior, foreground >= level, free & within, here)
     if region is None or region.sum() < 4:
-        region = _disk_mask(labels.shape, (y, x), size / 2) & free
+        region = _disk_mask(sub.shape, here, size / 2) & free
     new_id = int(labels.max(initial=0)) + 1
     out = _widen(labels, new_id)
-    out[region] = new_id
+    out[box][region] = new_id
     return out
 
 
@@ -108,20 +116,22 @@ def split_object(labels: np.ndarray, probabilities: np.ndarray | None, seeds: Se
             f"the seeds are in {len(ids)} different objects ({', '.join(map(str, sorted(ids)))}): split one at a time"
         )
     target = ids.pop()
-    inside = labels == target
+    box = _bounding_box(labels == target)
+    inside = labels[box] == target
     if probabilities is not None:
-        interior, _ = _interior_and_foreground(probabilities, labels.shape)
-        elevation = -interior
+        _check_probabilities(probabilities, labels.shape)
+        elevation = -np.asarray(probabilities[1][box], np.float32)
     else:
         elevation = -ndi.distance_transform_edt(inside)
-    markers = np.zeros(labels.shape, np.int32)
-    for k, p in enumerate(points, start=1):
-        markers[p] = k
+    markers = np.zeros(inside.shape, np.int32)
+    for k, (py, px) in enumerate(points, start=1):
+        markers[py - box[0].start, px - box[1].start] = k
     parts = segmentation.watershed(elevation, markers, mask=inside)
     first_new = int(labels.max(initial=0)) + 1
     out = _widen(labels, first_new + len(points) - 2)
+    window = out[box]
     for k in range(2, len(points) + 1):
-        out[parts == k] = first_new + k - 2
+        window[parts == k] = first_new + k - 2
     return out
 
 
@@ -141,9 +151,11 @@ def merge_objects(labels: np.ndarray, points: Sequence[Point]) -> np.ndarray:
     if len(ids) < 2:
         raise ValueError("a merge needs clicks on at least 2 different objects")
     out = labels.copy()
-    merged = np.isin(labels, ids)
+    box = _bounding_box(np.isin(labels, ids), margin=3)
+    sub = labels[box]
+    merged = np.isin(sub, ids)
     closed = ndi.binary_closing(merged, structure=morphology.disk(2))
-    out[(closed & (labels == 0)) | merged] = ids[0]
+    out[box][(closed & (sub == 0)) | merged] = ids[0]
     return out
 
 
@@ -167,6 +179,8 @@ def _check_labels(labels: np.ndarray) -> np.ndarray:
         raise ValueError(f"corrections work on one 2-D label image; got shape {labels.shape}")
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must hold integer ids, got {labels.dtype}")
+    if labels.size and np.issubdtype(labels.dtype, np.signedinteger) and labels.min() < 0:
+        raise ValueError(f"labels hold negative ids ({int(labels.min())}); ids are 0 (background) and up")
     return labels
 
 
@@ -180,19 +194,36 @@ def _check_point(point: Point, shape: tuple[int, ...]) -> Point:
     return y, x
 
 
-def _interior_and_foreground(probabilities: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    probabilities = np.asarray(probabilities)
-    if probabilities.shape != (3, *shape):
+def _check_probabilities(probabilities: np.ndarray, shape: tuple[int, ...]) -> None:
+    if tuple(probabilities.shape) != (3, *shape):
         raise ValueError(
-            f"probabilities of shape {probabilities.shape} do not fit labels {tuple(shape)}: expected (3, "
+            f"probabilities of shape {tuple(probabilities.shape)} do not fit labels {tuple(shape)}: expected (3, "
             f"{shape[0]}, {shape[1]}); segment the image again"
         )
-    return probabilities[1], probabilities[1] + probabilities[2]
+
+
+def _window(shape: tuple[int, ...], centre: Point, radius: int) -> tuple[slice, slice]:
+    """The slices of the square of ``radius`` around ``centre``, clipped to the image."""
+    return tuple(slice(max(0, c - radius), min(n, c + radius + 1)) for c, n in zip(centre, shape[:2], strict=True))  # type: ignore[return-value]
+
+
+def _bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, slice]:
+    """The slices of ``mask``'s bounding box, grown by ``margin`` and clipped."""
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    h, w = mask.shape
+    return (
+        slice(max(0, rows[0] - margin), min(h, rows[-1] + margin + 1)),
+        slice(max(0, cols[0] - margin), min(w, cols[-1] + margin + 1)),
+    )
 
 
 def _typical_diameter(labels: np.ndarray, diameter: float | None) -> float:
-    measured = median_diameter([labels]) if labels.any() else None
-    return float(measured or diameter or DEFAULT_DIAMETER)
+    """The median diameter of the objects in ``labels`` (counted by ``np.unique``: ids may be sparse and
+    large), else ``diameter``, else :data:`DEFAULT_DIAMETER`."""
+    _, areas = np.unique(labels[labels > 0], return_counts=True)
+    if len(areas):
+        return float(2 * np.sqrt(np.median(areas) / np.pi))
+    return float(diameter or DEFAULT_DIAMETER)
 
 
 def _disk_mask(shape: tuple[int, ...], centre: Point, radius: float) -> np.ndarray:
