@@ -579,3 +579,20 @@ def test_dispersion_takes_the_square_in_view(dock, qtbot) -> None:
     qtbot.wait(200)
     y0, y1, x0, x1 = widget.attention._view_box(layer)
     assert y1 - y0 < min(h, w) / 2 and y0 <= 100 <= y1 and x0 <= 150 <= x1  # zoomed in: what is in view
+
+
+def test_opening_the_dock_frames_the_image_again(make_napari_viewer, qtbot, tmp_path: Path) -> None:
+    from napari_usema._widgets.main import UsemaWidget
+
+    viewer = make_napari_viewer(show=True)
+    layer = viewer.add_image(load_nuclei(), name="nuclei")
+    qtbot.wait(50)
+    viewer.window.add_dock_widget(UsemaWidget(viewer, output_folder=tmp_path), name="USEMA")  # narrows the canvas
+    h, w = layer.data.shape
+
+    def whole_image_in_view() -> bool:
+        (top, left), (bottom, right) = (c[-2:] for c in layer.corner_pixels)
+        return top <= 0 and left <= 0 and bottom >= h - 1 and right >= w - 1
+
+    qtbot.wait(1000)  # the dock lays out and the canvas narrows; checking earlier would see the old view
+    assert whole_image_in_view()  # without framing again: columns 106..240 of 347

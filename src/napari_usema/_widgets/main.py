@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
 from napari_usema._widgets.attention import AttentionExplorer
@@ -19,6 +20,7 @@ class UsemaWidget(QWidget):
 
     def __init__(self, napari_viewer: Any, output_folder: Path | None = None) -> None:
         super().__init__()
+        self._shown = False
         self.viewer = napari_viewer
         self.segment = SegmentSection(napari_viewer)
         self.postprocess = PostprocessSection(self.segment)
@@ -42,6 +44,17 @@ class UsemaWidget(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.tabs)
         self.setMaximumWidth(460)
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
+        """The first time the dock opens it narrows the canvas; frame the images again once it has."""
+        super().showEvent(event)
+        if not self._shown:
+            self._shown = True
+            QTimer.singleShot(0, self._frame_images)
+
+    def _frame_images(self) -> None:
+        if len(self.viewer.layers):
+            self.viewer.reset_view()
 
     def reset_choices(self, *_: Any) -> None:
         """napari calls this when layers change: refresh every layer drop-down."""
