@@ -108,12 +108,7 @@ def main() -> None:
     viewer.window._qt_window.resize(1400, 900)
     widget.segment.run()
     wait(app, lambda: widget.segment.worker is None)
-    from napari.utils.colormaps import DirectLabelColormap
-
-    polyp = widget.segment.state.labels
-    # A yellow outline: the tissue under the polyp stays visible, and red on red would not show.
-    polyp.colormap = DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", 1: "yellow"})
-    polyp.contour, polyp.opacity = 4, 1.0
+    widget.segment.style.value = "outline"  # the plugin's own high-contrast classes, as borders
     viewer.reset_view()
     app.processEvents()
     shoot(viewer, "segment_polyps.png")

@@ -596,3 +596,22 @@ def test_opening_the_dock_frames_the_image_again(make_napari_viewer, qtbot, tmp_
 
     qtbot.wait(1000)  # the dock lays out and the canvas narrows; checking earlier would see the old view
     assert whole_image_in_view()  # without framing again: columns 106..240 of 347
+
+
+def test_class_maps_get_colours_that_stand_out_and_labels_an_outline(dock, qtbot, tiny_semantic_checkpoint: Path) -> None:
+    from napari_usema._sample_data import load_colonoscopy
+
+    viewer, widget = dock
+    viewer.add_image(load_colonoscopy(), name="colonoscopy", rgb=True)
+    widget.reset_choices()
+    widget.segment.image.value = viewer.layers["colonoscopy"]
+    widget.segment.use_checkpoint(tiny_semantic_checkpoint)
+    widget.segment.run()
+    wait_for_worker(qtbot, widget.segment)
+    labels = viewer.layers["colonoscopy classes"]
+    yellow = np.array([1.0, 1.0, 0.0, 1.0])
+    np.testing.assert_allclose(labels.colormap.map(np.array([1]))[0], yellow)  # not napari's dark red
+    assert labels.colormap.map(np.array([0]))[0][3] == 0  # background transparent
+    assert labels.contour == 0
+    widget.segment.style.value = "outline"
+    assert labels.contour > 0 and labels.opacity == 1.0

@@ -11,6 +11,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
 from napari.layers import Image, Labels
 from napari.qt.threading import GeneratorWorker, create_worker
+from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.notifications import show_error, show_info
 from psygnal import Signal
 
@@ -32,6 +33,19 @@ AUTO = "auto"
 # Multi-scale TTA choices: factors on the model's own scale (TilingConfig.scales). A model that stores
 # other factors (CheckpointMetadata.test_scales) adds its own choice.
 MULTISCALE = {"off": (1.0,), "0.8x, 1x, 1.25x (~3x slower)": (0.8, 1.0, 1.25)}
+# The Show labels as box: (contour width, opacity) of the labels layer.
+STYLES = {"fill": (0, 0.6), "outline": (3, 1.0)}
+# Class colours that stand out on fluorescence, stained tissue and endoscopy alike (class 0 transparent).
+CLASS_COLOURS = ("yellow", "cyan", "magenta", "lime", "orange", "deepskyblue", "white", "red")
+
+
+def class_colours(count: int) -> dict[Any, str]:
+    """napari ``DirectLabelColormap`` colours for ``count`` classes, background transparent."""
+    colours: dict[Any, str] = {None: "transparent", 0: "transparent"}
+    colours.update({k: CLASS_COLOURS[(k - 1) % len(CLASS_COLOURS)] for k in range(1, count)})
+    return colours
+
+
 # The Stacks box: how objects of neighbouring planes are joined (StackLinks).
 STACKS = ("each plane on its own", "stitch Z planes into 3-D objects", "track objects over time (T)", "stitch Z and track T")
 
@@ -137,6 +151,10 @@ class SegmentSection(Container):
         self.estimate_button = PushButton(text="Estimate diameter")
         self.show_probabilities = CheckBox(text="Add probability layer", value=False)
         self.new_layer = CheckBox(text="New layer for each run", value=False)
+        self.style = ComboBox(
+            label="Show labels as", choices=list(STYLES), value="fill",
+            tooltip="fill: objects coloured in; outline: their borders only, so the image shows through",
+        )  # fmt: skip
         self.run_button = PushButton(text="Segment")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(label="")
@@ -144,7 +162,7 @@ class SegmentSection(Container):
             self.model, self.checkpoint, self.info, self.image, self.axes, self.channel, self.stacks, self.link_iou,
             self.device, self.tile, self.overlap,
             self.batch, self.tta, self.multiscale, self.diameter, self.estimate_button, self.show_probabilities,
-            self.new_layer, self.run_button, self.cancel_button, self.status,
+            self.new_layer, self.style, self.run_button, self.cancel_button, self.status,
         ])  # fmt: skip
         self.info.native.setWordWrap(True)
         self.status.native.setWordWrap(True)
@@ -152,6 +170,7 @@ class SegmentSection(Container):
         self.model.changed.connect(self._on_model_choice)
         self.checkpoint.changed.connect(lambda path: self.use_checkpoint(Path(path)))
         self.image.changed.connect(self._on_image)
+        self.style.changed.connect(lambda _: self._show_style())
         self.axes.changed.connect(lambda _: self.channel.reset_choices())
         self.run_button.changed.connect(self.run)
         self.estimate_button.changed.connect(self.estimate)
@@ -408,6 +427,10 @@ class SegmentSection(Container):
         )
         labels.metadata["usema_model"] = str(self.loaded.path) if self.loaded.path else "in-memory model"
         labels.metadata["axes"] = layer_axes
+        if result.task == "semantic":
+            # napari's default palette puts dark red on reddish tissue; these stand out on any image.
+            labels.colormap = DirectLabelColormap(color_dict=class_colours(len(result.class_names)))
+        self._show_style(labels)
         if self.show_probabilities.value and result.probabilities is not None:
             name = f"{image.name} probabilities"
             probs, probability_axes = reading.unstandardise(
@@ -427,6 +450,15 @@ class SegmentSection(Container):
         )
         self._set_status(f"{_summary(result)} in {labels.name}")
         self.segmented.emit(self.state)
+
+    def _show_style(self, labels: Labels | None = None) -> None:
+        """Fill or outline the labels (the Show labels as box), on the last run's layer by default."""
+        if labels is None:
+            labels = self.state.labels if self.state is not None else None
+        if labels is None or labels not in self.viewer.layers:
+            return
+        contour, opacity = STYLES[self.style.value]
+        labels.contour, labels.opacity = contour, opacity
 
     def _on_finished(self) -> None:
         self._progress.close()
