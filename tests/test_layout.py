@@ -29,7 +29,6 @@ LAYERS = {
     "training": 6,
     "benchmarks": 7,  # front ends: `usema bench`, napari's samples and widgets, the command line
     "_sample_data": 7,
-    "_reader": 7,
     "_widgets": 8,
     "cli": 9,
 }

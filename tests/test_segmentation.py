@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import napari_usema.inference.pipeline as segmentation
+import napari_usema.inference.planning as planning
 from napari_usema.inference.channels import ChannelError
 from napari_usema.inference.pipeline import disk_array, drive, segment
 from napari_usema.inference.tiling import TilingConfig
@@ -17,7 +17,7 @@ TILING = TilingConfig(tile=64, overlap=0.25, batch=2, device="cpu")
 
 
 def test_axes_read_from_the_shape_when_nobody_says() -> None:
-    plan = lambda shape, channels=1, channel=None: segmentation.plan_planes(  # noqa: E731
+    plan = lambda shape, channels=1, channel=None: planning.plan_planes(  # noqa: E731
         _meta(channels), shape, TILING, channel
     )
     assert (plan((100, 120)).axes, plan((100, 120)).stack_shape) == ("YX", ())
@@ -81,7 +81,7 @@ def test_large_plane_path_matches_the_in_memory_path(intensity_model, tmp_path: 
     image = disk_image((300, 260), [(y, x) for y in range(20, 300, 45) for x in range(20, 260, 45)], 12)
     small = drive(segment(intensity_model, image, TILING)).labels
     assert small.max() == 42
-    monkeypatch.setattr(segmentation, "LARGE_PLANE_PIXELS", 100)  # force the banded, on-disk path
+    monkeypatch.setattr(planning, "LARGE_PLANE_PIXELS", 100)  # force the banded, on-disk path
     out = disk_array(tmp_path / "labels.zarr", image.shape, np.uint32, rows=64)
     large = np.asarray(drive(segment(intensity_model, image, TILING, labels_out=out)).labels)
     assert large.max() == 42
@@ -112,7 +112,7 @@ def test_rescaled_model_refuses_a_plane_too_large_to_resize_in_memory(intensity_
     import dataclasses
 
     half = dataclasses.replace(intensity_model, metadata=dataclasses.replace(intensity_model.metadata, input_scale=0.5))
-    monkeypatch.setattr(segmentation, "LARGE_PLANE_PIXELS", 100)
+    monkeypatch.setattr(planning, "LARGE_PLANE_PIXELS", 100)
     with pytest.raises(ValueError, match="crop it or resize it yourself"):
         next(segment(half, np.zeros((20, 20), np.float32), TILING))
 
@@ -167,7 +167,7 @@ def test_multiscale_refuses_planes_too_large_and_factors_beyond_the_limit(intens
     assert TilingConfig(scales=[1, 2]).scales == (1.0, 2.0)
     with pytest.raises(ValueError, match="would resize the image by 5; at most 4"):
         next(segment(double, np.zeros((20, 20), np.float32), dataclasses.replace(TILING, scales=(1.0, 2.5))))
-    monkeypatch.setattr(segmentation, "LARGE_PLANE_PIXELS", 100)
+    monkeypatch.setattr(planning, "LARGE_PLANE_PIXELS", 100)
     with pytest.raises(ValueError, match="multi-scale TTA resizes images"):
         next(segment(intensity_model, np.zeros((20, 20), np.float32), dataclasses.replace(TILING, scales=(0.8, 1.0))))
 

@@ -21,10 +21,11 @@ import numpy as np
 from magicgui.widgets import CheckBox, Container, Label, PushButton
 from napari.utils.notifications import show_error
 
+from napari_usema._widgets.layer_reading import layer_array
 from napari_usema._widgets.layers import checksum
-from napari_usema._widgets.segment import SegmentSection, layer_array
+from napari_usema._widgets.segment import SegmentSection
 from napari_usema.inference.local import with_second_look
-from napari_usema.postprocess.corrections import add_object, merge_objects, remove_object, split_object
+from napari_usema.postprocess.corrections import add_object, check_point, merge_objects, remove_object, split_object
 
 SEEDS = "split seeds"
 HELP = (
@@ -94,7 +95,7 @@ class CorrectSection(Container):
         """Apply one click at ``point`` (labels pixels) with keyboard ``modifiers``; False if refused."""
         try:
             labels, probabilities = self._inputs()
-            point = self._pixel(point, labels.shape)
+            point = check_point(point, labels.shape)
             if "shift" in modifiers:
                 return self._add_seed(labels, point)
             if "control" in modifiers or "meta" in modifiers:
@@ -140,16 +141,6 @@ class CorrectSection(Container):
             self.viewer.layers[SEEDS].data = np.empty((0, 2))
 
     # --- steps ----------------------------------------------------------------------------------
-    @staticmethod
-    def _pixel(point: Any, shape: tuple[int, ...]) -> tuple[int, int]:
-        try:
-            y, x = (round(float(v)) for v in point)
-        except (TypeError, ValueError):
-            raise ValueError(f"a click is a (y, x) pixel position, got {point!r}") from None
-        if not (0 <= y < shape[0] and 0 <= x < shape[1]):
-            raise ValueError(f"({y}, {x}) is outside the {shape[0]}x{shape[1]} labels")
-        return y, x
-
     def _inputs(self) -> tuple[np.ndarray, np.ndarray | None]:
         """The labels to edit and the probabilities they came from, checked to still belong together."""
         state = self.segment.state

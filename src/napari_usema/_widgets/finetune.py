@@ -101,34 +101,41 @@ class FinetuneSection(Container):
         self.pairs_info.value = self.describe_corrections()
         return True
 
-    def corrections(self) -> tuple[list[CorrectedPair], int]:
-        """One pair for every plugin-made labels layer edited since it was written (Correct-tab clicks or
-        napari's brush), trained only where the edits are (``changed_region``); and the objects edited."""
-        pairs, objects = [], 0
+    def _edited(self) -> list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]]:
+        """``(image layer, image plane, written, now)`` of every plugin-made labels layer edited since it
+        was written (Correct-tab clicks or napari's brush) whose image layer is still open and fits."""
+        edited = []
         for layer in self.viewer.layers:
             parts = corrected_pair_parts(layer) if isinstance(layer, Labels) else None
             source = layer.metadata.get("usema_image_layer") if parts else None
             if parts is None or not any(source is other for other in self.viewer.layers):
                 continue  # not edited, or its image was closed
-            written, now = parts
             try:
-                image = np.asarray(self.segment.plane_data(source))
+                image = self.segment.plane_data(source)
             except ValueError:
                 continue
-            if image.shape[:2] != now.shape:
-                continue  # the image layer's data was replaced since
-            changed = written != now
-            objects += len(np.setdiff1d(np.union1d(written[changed], now[changed]), [0]))
-            pairs.append(CorrectedPair(image, now.copy(), changed_region(written, now), source.name))
+            if tuple(image.shape[:2]) == parts[1].shape:  # else the image layer's data was replaced since
+                edited.append((source, image, *parts))
+        return edited
+
+    def corrections(self) -> tuple[list[CorrectedPair], int]:
+        """One pair per edited layer, trained only where the edits are (``changed_region``); and the
+        number of objects edited."""
+        pairs, objects = [], 0
+        for source, image, written, now in self._edited():
+            objects += _edited_objects(written, now)
+            pairs.append(CorrectedPair(np.asarray(image), now.copy(), changed_region(written, now), source.name))
         return pairs, objects
 
     def describe_corrections(self) -> str:
+        """The summary line; runs on every layer change, so it only counts (no regions, no copies)."""
         if self.pairs:
             return f"{len(self.pairs)} pair(s): " + ", ".join(p.name for p in self.pairs)
-        pairs, objects = self.corrections()
-        if not pairs:
+        edited = self._edited()
+        if not edited:
             return "No corrections yet: fix labels in the Correct tab (or with napari's brush), then Fine-tune."
-        return f"Train on my corrections: {objects} object(s) in {len(pairs)} image(s) (only around the edits)."
+        objects = sum(_edited_objects(written, now) for _, _, written, now in edited)
+        return f"Train on my corrections: {objects} object(s) in {len(edited)} image(s) (only around the edits)."
 
     def output_path(self) -> Path:
         loaded = self.segment.loaded
@@ -185,3 +192,9 @@ class FinetuneSection(Container):
 
     def _set_status(self, text: str) -> None:
         self.status.value = text
+
+
+def _edited_objects(written: np.ndarray, now: np.ndarray) -> int:
+    """How many objects an edit touched: the ids, before or after, of the pixels that changed."""
+    changed = written != now
+    return len(np.setdiff1d(np.union1d(written[changed], now[changed]), [0]))

@@ -8,6 +8,18 @@ from typing import Any
 import numpy as np
 from napari.layers import Image, Labels, Layer, Shapes
 
+# The Show labels as box: (contour width, opacity) of the labels layer.
+STYLES = {"fill": (0, 0.6), "outline": (3, 1.0)}
+# Class colours that stand out on fluorescence, stained tissue and endoscopy alike (class 0 transparent).
+CLASS_COLOURS = ("yellow", "cyan", "magenta", "lime", "orange", "deepskyblue", "white", "red")
+
+
+def class_colours(count: int) -> dict[Any, str]:
+    """napari ``DirectLabelColormap`` colours for ``count`` classes, background transparent."""
+    colours: dict[Any, str] = {None: "transparent", 0: "transparent"}
+    colours.update({k: CLASS_COLOURS[(k - 1) % len(CLASS_COLOURS)] for k in range(1, count)})
+    return colours
+
 
 def checksum(data: Any) -> int:
     """A cheap fingerprint of a layer's data, to tell whether the user edited it since we wrote it."""

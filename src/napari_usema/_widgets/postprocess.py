@@ -18,7 +18,8 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 
 from napari_usema._widgets.layers import is_edited, mark_written, write_owned_labels
-from napari_usema._widgets.segment import SegmentationState, SegmentSection
+from napari_usema._widgets.segment import SegmentSection
+from napari_usema._widgets.state import SegmentationState
 from napari_usema.inference.object_size import watershed_at_size
 from napari_usema.postprocess.config import WatershedConfig
 from napari_usema.postprocess.linking import StackLinks

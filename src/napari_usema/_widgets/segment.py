@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +15,14 @@ from napari.utils.notifications import show_error, show_info
 from psygnal import Signal
 
 from napari_usema._widgets.jobs import JobProgress, JobSlot
-from napari_usema._widgets.layers import checksum, spatial_transform, write_owned_labels
-from napari_usema.inference.axes import AxesReading, candidate_axes, read_axes
+from napari_usema._widgets.layer_reading import AUTO, axes_choices, channel_choices, layer_array, plane_data, read_layer
+from napari_usema._widgets.layers import STYLES, checksum, class_colours, spatial_transform, write_owned_labels
+from napari_usema._widgets.state import Inputs, SegmentationState
+from napari_usema.inference.axes import AxesReading
 from napari_usema.inference.devices import available_devices
 from napari_usema.inference.object_size import size_factor
-from napari_usema.inference.pipeline import NO_LINKS, SegmentationResult, estimate_diameter, plan_links, plan_planes, segment
+from napari_usema.inference.pipeline import SegmentationResult, estimate_diameter, segment
+from napari_usema.inference.planning import NO_LINKS, plan_links, plan_planes
 from napari_usema.inference.predictor import InferenceProgress
 from napari_usema.inference.tiling import TilingConfig
 from napari_usema.io.bundled import available_models, resolve_model
@@ -29,23 +31,9 @@ from napari_usema.postprocess.config import WatershedConfig
 from napari_usema.postprocess.linking import StackLinks
 
 BROWSE = "Browse for a checkpoint…"
-AUTO = "auto"
 # Multi-scale TTA choices: factors on the model's own scale (TilingConfig.scales). A model that stores
 # other factors (CheckpointMetadata.test_scales) adds its own choice.
 MULTISCALE = {"off": (1.0,), "0.8x, 1x, 1.25x (~3x slower)": (0.8, 1.0, 1.25)}
-# The Show labels as box: (contour width, opacity) of the labels layer.
-STYLES = {"fill": (0, 0.6), "outline": (3, 1.0)}
-# Class colours that stand out on fluorescence, stained tissue and endoscopy alike (class 0 transparent).
-CLASS_COLOURS = ("yellow", "cyan", "magenta", "lime", "orange", "deepskyblue", "white", "red")
-
-
-def class_colours(count: int) -> dict[Any, str]:
-    """napari ``DirectLabelColormap`` colours for ``count`` classes, background transparent."""
-    colours: dict[Any, str] = {None: "transparent", 0: "transparent"}
-    colours.update({k: CLASS_COLOURS[(k - 1) % len(CLASS_COLOURS)] for k in range(1, count)})
-    return colours
-
-
 # The Stacks box: how objects of neighbouring planes are joined (StackLinks).
 STACKS = ("each plane on its own", "stitch Z planes into 3-D objects", "track objects over time (T)", "stitch Z and track T")
 
@@ -54,50 +42,6 @@ def scales_label(scales: tuple[float, ...]) -> str:
     """The Multi-scale TTA choice that stands for ``scales``."""
     named = {v: k for k, v in MULTISCALE.items()}
     return named.get(scales) or ", ".join(f"{f:g}x" for f in scales)
-
-
-@dataclass
-class SegmentationState:
-    """What the last run left for post-processing and fine-tuning."""
-
-    image: Image
-    labels: Labels | None  # None only while the result is being laid out
-    probabilities: np.ndarray | None  # ([T][Z] K, H, W), None for planes too large to cache
-    loaded: LoadedModel
-    size: float = 1.0  # the object-size factor of the run (the post-process scales min_size by it)
-    axes: str = "YX"  # the labels' axes
-    links: StackLinks = NO_LINKS  # re-applied when the post-process is re-tuned
-    transform: dict[str, Any] | None = None  # the labels layer's scale and translate
-    # How the image was read (its reading, shape, and whether napari shows it as RGB), to lay labels of
-    # the standard axes over it axis for axis.
-    placement: tuple[AxesReading, tuple[int, ...], bool] | None = None
-    image_checksum: int | None = None  # of the image as segmented (None for planes too large to cache)
-    channel: int | None = None  # the run's channel, and its device: a correction's second look uses them
-    device: str = "cpu"
-
-    def layer_labels(self, labels: np.ndarray) -> tuple[np.ndarray, str]:
-        """Labels of the standard axes (``self.axes``) as the labels layer holds them, and its axes."""
-        if self.placement is None:
-            return labels, self.axes
-        reading, shape, rgb = self.placement
-        return reading.unstandardise(labels, shape, rgb=rgb)
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """What one Segment (or Estimate) click will run on, checked."""
-
-    layer: Image
-    data: Any
-    channel: int | None
-    reading: AxesReading
-    links: StackLinks
-    large: bool
-
-
-def layer_array(layer: Image) -> Any:
-    """The full-resolution data of an image layer (level 0 of a multiscale pyramid)."""
-    return layer.data[0] if layer.multiscale else layer.data
 
 
 class SegmentSection(Container):
@@ -193,36 +137,17 @@ class SegmentSection(Container):
             self.image.value = images[-1][1]
 
     def _axes_choices(self, _: Any = None) -> list[str]:
-        """The readings of the chosen layer's shape (the Axes box), with the one its metadata says."""
-        layer = self.image.value
-        if layer is None:
-            return [AUTO]
-        ndim = layer_array(layer).ndim
-        if layer.rgb:  # colour last: only the stack axes before Y and X are open
-            choices = [AUTO, *(a for a in candidate_axes(ndim) if a.endswith("YXC"))]
-        else:
-            choices = [AUTO, *candidate_axes(ndim)]
-        said = layer.metadata.get("axes")
-        if isinstance(said, str) and said not in choices and len(said) == ndim:
-            choices.append(said)
-        return choices
+        return axes_choices(self.image.value)
 
     def _channel_choices(self, _: Any = None) -> list[tuple[str, Any]]:
-        """The channels of the reading's C axis (the Channel box), by name where the layer's metadata has them."""
-        choices: list[tuple[str, Any]] = [(AUTO, AUTO)]
         layer = self.image.value
         if layer is None or layer.rgb:
-            return choices
+            return [(AUTO, AUTO)]
         try:
             reading = self._reading(layer, 0)  # as if a channel were chosen: the guess lists its channels
         except ValueError:
-            return choices
-        shape = tuple(layer_array(layer).shape)
-        if "C" in reading.standard(shape):
-            names = tuple(layer.metadata.get("channel_names") or ())
-            count = shape[reading.axes.index("C")]
-            choices += [(f"{i}: {names[i]}" if len(names) == count else str(i), i) for i in range(count)]
-        return choices
+            return [(AUTO, AUTO)]
+        return channel_choices(layer, reading)
 
     def _on_image(self, layer: Image | None) -> None:
         """A new layer: offer its readings, starting from what its metadata says, and its channels."""
@@ -233,31 +158,13 @@ class SegmentSection(Container):
 
     def _reading(self, layer: Image, channel: int | None) -> AxesReading:
         """The layer's axes: the Axes box's, else the layer's metadata, else a guess from the shape."""
-        shape = tuple(layer_array(layer).shape)
         channels = self.loaded.metadata.input_channels if self.loaded is not None else 1
-        said = layer.metadata.get("axes")
-        file_axes = said if isinstance(said, str) and len(said) == len(shape) else None
-        given = None if self.axes.value in (AUTO, None) else self.axes.value
-        if layer.rgb and given is None and file_axes is None:  # napari's RGB: colour last, the rest stacks
-            stacks = {3: "", 4: "Z", 5: "TZ"}.get(len(shape))
-            if stacks is None:
-                raise ValueError(f"an RGB layer of {len(shape)} dimensions: choose its axes in the Axes box")
-            given = stacks + "YXC"
-        return read_axes(shape, channels, given=given, file_axes=file_axes, file_colour=layer.rgb, channel=channel)
+        return read_layer(layer, None if self.axes.value in (AUTO, None) else self.axes.value, channels, channel)
 
     def plane_data(self, layer: Image) -> Any:
         """The layer as one 2-D image ``(H, W)`` or ``(H, W, C)``, its axes read as for Segment (for
-        fine-tuning and attention, which work on one plane).
-
-        Raises:
-            ValueError: the layer reads as a stack.
-        """
-        data = layer_array(layer)
-        reading = self._reading(layer, None)
-        standard = reading.standard(tuple(data.shape))
-        if standard not in ("YX", "YXC"):
-            raise ValueError(f"{layer.name} reads as {standard}, a stack; this works on one 2-D image (choose one plane)")
-        return reading.standardise(data)
+        fine-tuning, corrections and attention, which work on one plane)."""
+        return plane_data(layer, self._reading(layer, None))
 
     def transform_for(self, layer: Image, out_axes: str) -> dict[str, Any]:
         """``scale`` and ``translate`` for a layer of ``out_axes`` (e.g. ``"YX"``) laid over ``layer``."""
@@ -417,8 +324,10 @@ class SegmentSection(Container):
             kwargs["features"] = {"class": list(result.class_names)}
         shape = tuple(layer_array(image).shape)
         reading = reading or self._reading(image, None)
-        state = SegmentationState(image, None, result.probabilities, self.loaded, result.size, result.axes, result.links)
-        state.placement = (reading, shape, image.rgb)
+        state = SegmentationState(
+            image, None, result.probabilities, self.loaded, result.size, result.axes, result.links,
+            placement=(reading, shape, image.rgb),
+        )  # fmt: skip
         data, layer_axes = state.layer_labels(np.asarray(result.labels))
         # The labels lie over the image, axis for axis: its pixel size and origin on each.
         transform = spatial_transform(image, reading.axes, layer_axes)

@@ -38,6 +38,7 @@ class ImageInfo:
         pixel_size: ``(y, x)`` in micrometres, where the file records it.
         z_spacing: The distance between planes in micrometres, where recorded.
         format: What the file is, for messages (``OME-TIFF``, ``ImageJ TIFF``, ``TIFF``, ``OME-Zarr 0.4``).
+        notes: Warnings for the user, e.g. metadata that could not be read (the pixels could).
     """
 
     axes: str | None = None

@@ -104,11 +104,6 @@ def write_tiff(path: str | Path, array: np.ndarray, *, overwrite: bool = False, 
     return Path(path)
 
 
-def write_labels(path: str | Path, labels: np.ndarray, *, overwrite: bool = False) -> Path:
-    """Write a label image as a compressed TIFF, refusing to replace a file unless ``overwrite``."""
-    return write_tiff(path, labels, overwrite=overwrite)
-
-
 def write_labels_banded(
     path: str | Path, labels: Any, dtype: Any, *, overwrite: bool = False, tile: int = 512, **options: Any
 ) -> Path:

@@ -52,7 +52,7 @@ def add_object(
         ValueError: outside the image, on an existing object, or probabilities of another shape.
     """
     labels = _check_labels(labels)
-    y, x = _check_point(point, labels.shape)
+    y, x = check_point(point, labels.shape)
     if labels[y, x]:
         raise ValueError(f"({y}, {x}) is on object {int(labels[y, x])}: click on background to add an object")
     if probabilities is not None:
@@ -88,7 +88,7 @@ def remove_object(labels: np.ndarray, point: Point) -> np.ndarray:
         ValueError: outside the image, or on background.
     """
     labels = _check_labels(labels)
-    y, x = _check_point(point, labels.shape)
+    y, x = check_point(point, labels.shape)
     target = labels[y, x]
     if not target:
         raise ValueError(f"({y}, {x}) is background: there is no object to remove")
@@ -104,7 +104,7 @@ def split_object(labels: np.ndarray, probabilities: np.ndarray | None, seeds: Se
             in different objects.
     """
     labels = _check_labels(labels)
-    points = [_check_point(p, labels.shape) for p in seeds]
+    points = [check_point(p, labels.shape) for p in seeds]
     if len(set(points)) < 2:
         raise ValueError(f"a split needs at least 2 different seeds in one object, got {len(set(points))}")
     ids = {int(labels[p]) for p in points}
@@ -143,7 +143,7 @@ def merge_objects(labels: np.ndarray, points: Sequence[Point]) -> np.ndarray:
         ValueError: a point on background or outside the image, or fewer than 2 distinct objects.
     """
     labels = _check_labels(labels)
-    pts = [_check_point(p, labels.shape) for p in points]
+    pts = [check_point(p, labels.shape) for p in points]
     on_background = [p for p in pts if labels[p] == 0]
     if on_background:
         raise ValueError(f"{on_background[0]} is background: click on the objects to merge")
@@ -184,7 +184,8 @@ def _check_labels(labels: np.ndarray) -> np.ndarray:
     return labels
 
 
-def _check_point(point: Point, shape: tuple[int, ...]) -> Point:
+def check_point(point: Point, shape: tuple[int, ...]) -> Point:
+    """``point`` as whole ``(y, x)`` pixels inside an image of ``shape``, or a ``ValueError`` saying why."""
     try:
         y, x = (round(float(v)) for v in point)
     except (TypeError, ValueError):

@@ -1,4 +1,4 @@
-"""napari reader for OME-TIFF and OME-Zarr: one layer per channel (napari's ``channel_axis``), named
+"""The napari reader for OME-TIFF and OME-Zarr: one layer per channel (napari's ``channel_axis``), named
 after the file's channels, with the pixel size as the layers' scale and the axes in their metadata,
 where the Segment section finds them (its Axes box)."""
 
