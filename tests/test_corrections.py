@@ -101,6 +101,20 @@ def test_split_separates_two_merged_nuclei_with_one_seed_each(scene) -> None:
         split_object(merged, probabilities, [deepest(truth == a), deepest(truth == 0)])
 
 
+def test_split_shares_a_plateau_of_certain_interior_between_its_seeds() -> None:
+    """A merge the model is sure of throughout (interior 1.0) with one seed on a dip (0.9): a plain flood
+    hands the plateau to the other seed and leaves this one a few pixels; the split gives each a half."""
+    yy, xx = np.mgrid[:40, :80]
+    merged = (((yy - 20) ** 2 + (xx - 25) ** 2 <= 15**2) | ((yy - 20) ** 2 + (xx - 55) ** 2 <= 15**2)).astype(np.uint8)
+    probabilities = np.zeros((3, 40, 80), np.float32)
+    probabilities[1][merged > 0] = 1.0
+    probabilities[1][18:23, 53:58] = 0.9  # the second seed sits in a fainter patch
+    out = split_object(merged, probabilities, [(20, 25), (20, 55)])
+    left, right = (out == 1).sum(), (out == 2).sum()
+    assert 0.8 <= left / right <= 1.25
+    assert (out[:, 60:][merged[:, 60:] > 0] == 2).all()
+
+
 def test_merge_makes_one_object_and_closes_the_line_between(scene) -> None:
     labels, _, _ = scene
     grown = ndi.grey_dilation(labels, size=5)
