@@ -85,6 +85,45 @@ def mark_written(layer: Labels) -> None:
     layer.metadata["usema_written"] = np.array(layer.data, copy=True) if np.ndim(layer.data) == 2 else None
 
 
+def standard_labels(data: Any, layer_axes: str | None, axes: str) -> np.ndarray:
+    """A labels layer's data laid out as ``layer_axes`` (e.g. ``"ZCYX"``, its C of size 1, as
+    :meth:`SegmentationState.layer_labels` lays labels over their image) back in the engine's ``axes``
+    (e.g. ``"ZYX"``); without ``layer_axes`` the data is taken to be in ``axes`` already.
+
+    Raises:
+        ValueError: the layer's data no longer fits ``layer_axes``.
+    """
+    data = np.asarray(data)
+    layer_axes = layer_axes or axes
+    if len(layer_axes) != data.ndim or not set(axes) <= set(layer_axes):
+        raise ValueError(f"the labels layer is {data.shape}, not laid out as {layer_axes}: segment the image again")
+    extra = [i for i, a in enumerate(layer_axes) if a not in axes]
+    if any(data.shape[i] != 1 for i in extra):
+        raise ValueError(f"the labels layer is {data.shape}: its {layer_axes} axes outside {axes} are not of size 1")
+    kept = "".join(a for a in layer_axes if a in axes)
+    return np.transpose(data.reshape([n for i, n in enumerate(data.shape) if i not in extra]), [kept.index(a) for a in axes])
+
+
+def set_measurements(layer: Labels, table: dict[str, np.ndarray], measured: int) -> bool:
+    """Keep ``table`` (measured on data of checksum ``measured``) with ``layer``, and show it as the
+    layer's ``features``, one row per id (napari's ``index`` column maps ids to rows, so hovering over
+    an object shows its row). False where ids repeat (the planes of a stack): no features then.
+    """
+    layer.metadata["usema_measurements"] = (measured, table)
+    key = "label" if "label" in table else "class_id"
+    ids = table[key]
+    if len(np.unique(ids)) != len(ids):
+        return False  # the layer keeps what it had (a class map's names, as the Segment section set them)
+    layer.features = {"index": ids, **table}
+    return True
+
+
+def measurements_of(layer: Labels) -> dict[str, np.ndarray] | None:
+    """The table :func:`set_measurements` kept with ``layer``, if its data has not changed since."""
+    kept = layer.metadata.get("usema_measurements")
+    return kept[1] if kept is not None and kept[0] == checksum(layer.data) else None
+
+
 def corrected_pair_parts(layer: Labels) -> tuple[np.ndarray, np.ndarray] | None:
     """``(written, now)`` of a 2-D plugin-made labels layer that was edited since; None otherwise."""
     written = layer.metadata.get("usema_written")

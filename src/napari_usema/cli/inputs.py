@@ -50,6 +50,14 @@ def output_stem(path: Path) -> str:
     return stem[:-4] if stem.lower().endswith(".ome") else stem
 
 
+def output_paths(path: Path, args: argparse.Namespace) -> list[Path]:
+    """``path``'s outputs in ``--out``: ``NAME.tif``, then ``NAME_probabilities.tif`` with
+    ``--probabilities`` and ``NAME_measurements.csv`` with ``--measurements``, in that order."""
+    name = output_stem(path)
+    wanted = {".tif": True, "_probabilities.tif": args.probabilities, "_measurements.csv": args.measurements}
+    return [args.out / f"{name}{suffix}" for suffix, asked in wanted.items() if asked]
+
+
 def plan_outputs(files: list[Path], args: argparse.Namespace) -> dict[Path, list[Path]]:
     """Each input's output files, checked before any work; inputs whose outputs exist are left out
     with ``--skip-existing``.
@@ -62,10 +70,7 @@ def plan_outputs(files: list[Path], args: argparse.Namespace) -> dict[Path, list
 
     if args.overwrite and args.skip_existing:
         raise ValueError("--overwrite and --skip-existing contradict each other: choose one")
-    every = {
-        f: [args.out / f"{output_stem(f)}{suffix}.tif" for suffix in ["", *(["_probabilities"] if args.probabilities else [])]]
-        for f in files
-    }
+    every = {f: output_paths(f, args) for f in files}
     refuse_inputs([o for outputs in every.values() for o in outputs], files)  # first: never suggest --overwrite on an input
     planned = {}
     for f, outputs in every.items():
@@ -140,6 +145,8 @@ def check_input(loaded: LoadedModel, path: Path, tiling: TilingConfig, args: arg
         effective_tile(scaled_shape(plan.shape, scale), tiling)
     if plan.large and args.probabilities:
         raise ValueError(f"--probabilities is not available for planes over {LARGE_PLANE_PIXELS:,} pixels")
+    if plan.large and args.measurements:  # the labels of such planes stay on disk, written in bands
+        raise ValueError(f"--measurements is not available for planes over {LARGE_PLANE_PIXELS:,} pixels")
     if plan.large and plan.stacked:
         raise ValueError(f"stacks of planes over {LARGE_PLANE_PIXELS:,} pixels are not supported: segment one plane at a time")
     return InputPlan(image, info, reading, channel, plan, links)
