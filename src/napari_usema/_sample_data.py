@@ -29,10 +29,12 @@ def load_colonoscopy() -> np.ndarray:
 def nuclei_sample() -> list[tuple[Any, dict, str]]:
     """Fluorescence nuclei (BBBC038 / DSB 2018, CC0)."""
     source = {"source": "BBBC038 / 2018 Data Science Bowl (Caicedo et al., Nature Methods 2019)", "licence": "CC0 1.0"}
-    return [(load_nuclei(), {"name": "nuclei", "colormap": "gray", "metadata": source}, "image")]
+    metadata = {**source, "usema_suggested_model": "nuclei"}  # docked on it, the widget picks its model
+    return [(load_nuclei(), {"name": "nuclei", "colormap": "gray", "metadata": metadata}, "image")]
 
 
 def colonoscopy_sample() -> list[tuple[Any, dict, str]]:
     """A colonoscopy frame with a polyp (Kvasir-SEG / HyperKvasir, CC BY 4.0)."""
     source = {"source": "Kvasir-SEG / HyperKvasir (Jha et al. 2020; Borgli et al. 2020)", "licence": "CC BY 4.0"}
-    return [(load_colonoscopy(), {"name": "colonoscopy", "rgb": True, "metadata": source}, "image")]
+    metadata = {**source, "usema_suggested_model": "polyps"}
+    return [(load_colonoscopy(), {"name": "colonoscopy", "rgb": True, "metadata": metadata}, "image")]

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from napari_usema._help import help_text
 from napari_usema.cli.progress import ProgressBar
 
 BINARIZE_HELP = "semantic masks: read every non-zero id as class 1 (for binary masks stored as 0/255)"
@@ -69,17 +70,17 @@ def _add_schedule_options(p: argparse.ArgumentParser, defaults_from: str) -> Non
     d = FINETUNE_DEFAULTS if defaults_from == "finetune" else TrainingConfig()
     if defaults_from == "train":
         length = p.add_mutually_exclusive_group()
-        length.add_argument("--steps", type=int, default=d.steps, help=f"optimiser steps (default {d.steps})")
+        length.add_argument("--steps", type=int, default=d.steps, help=help_text("steps", d.steps))
         length.add_argument(
             "--epochs",
             type=float,
             help="instead of --steps: passes over the training images, one patch from each image a pass",
         )
     else:
-        p.add_argument("--steps", type=int, default=d.steps, help=f"optimiser steps (default {d.steps})")
+        p.add_argument("--steps", type=int, default=d.steps, help=help_text("steps", d.steps))
     p.add_argument("--patch", type=int, default=d.patch, help=f"patch side in pixels (default {d.patch})")
     p.add_argument("--batch", type=int, default=d.batch, help=f"patches per step and process (default {d.batch})")
-    p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr:g})")
+    p.add_argument("--lr", type=float, default=d.lr, help=help_text("lr", f"{d.lr:g}"))
     p.add_argument("--val-every", type=int, default=d.val_every, help=f"validate and save every N steps (default {d.val_every})")
     p.add_argument(
         "--minutes",
@@ -119,6 +120,7 @@ def _positive(value: float, name: str) -> float:
 
 def run_train(args: argparse.Namespace) -> int:
     from napari_usema.inference.devices import select_device
+    from napari_usema.inference.image_kind import training_image_kinds
     from napari_usema.io.bundled import resolve_model
     from napari_usema.io.images import find_pairs
     from napari_usema.io.metadata import INSTANCE_CLASSES, CheckpointMetadata, NormalizationRecipe
@@ -197,6 +199,8 @@ def run_train(args: argparse.Namespace) -> int:
     val_samples = load_folder(args.data, val, **load) if world.is_main else []
     # The size of the objects it learns, so that inference can resize other images to it (--diameter).
     metadata = dataclasses.replace(metadata, object_diameter=trained_diameter(train_samples, metadata))
+    # The kinds of image it learns from: inference warns on an image of a kind it never saw.
+    metadata = metadata.with_provenance(image_kinds=training_image_kinds(args.data, train_names))
     if args.epochs is not None:
         steps = steps_for_epochs(_positive(args.epochs, "--epochs"), len(train_samples), schedule.batch, world.size)
         schedule = dataclasses.replace(schedule, steps=steps)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..inference.image_kind import count_kinds, image_kind, trained_kinds
 from ..io import outputs
 from ..io.checkpoint import LoadedModel
 from .data import AugmentConfig, Sample, make_sample, trained_diameter
@@ -50,6 +51,17 @@ class CorrectedPair:
     labels: np.ndarray
     region: np.ndarray | None = None
     name: str = "image"
+
+
+def _kinds_after(parent: LoadedModel, pairs: Sequence[CorrectedPair]) -> dict[str, int] | None:
+    """The parent's training image kinds (when known) plus those of the corrected images: what the
+    fine-tuned model has seen, for its warning on images unlike them."""
+    try:
+        own = count_kinds(image_kind(p.image, rgb=np.ndim(p.image) == 3 and np.shape(p.image)[-1] in (3, 4)) for p in pairs)
+    except ValueError:  # a multichannel fluorescence image: no kind to record
+        return trained_kinds(parent)
+    inherited = trained_kinds(parent) or {}
+    return {k: inherited.get(k, 0) + own.get(k, 0) for k in {*inherited, *own}}
 
 
 class FinetuneError(ValueError):
@@ -138,5 +150,6 @@ def finetune(
         parent_provenance=parent.metadata.provenance,
         data=[s.name for s in samples],
         kind="fine-tune",
+        image_kinds=_kinds_after(parent, pairs),
     )
     yield from train(samples, [], metadata, config, out, init_model=model)
