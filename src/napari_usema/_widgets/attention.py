@@ -6,18 +6,28 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, Container, FileEdit, FloatSpinBox, Label, PushButton
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from matplotlib.figure import Figure
+from magicgui.widgets import CheckBox, Container, FileEdit, FloatSpinBox, Label, PushButton, Widget
 from napari.layers import Image
 from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import QMessageBox, QSizePolicy
 
-from napari_usema._widgets.jobs import JobProgress
+from napari_usema._widgets.attention_text import (
+    EXPLAIN_STAGES,
+    SLIDER,
+    Plane,
+    dispersion_text,
+    maps_text,
+    mean_weight_text,
+    plane_caption,
+    planes_of,
+)
+from napari_usema._widgets.jobs import JobBar, JobProgress
+from napari_usema._widgets.plot import DispersionPlot
 from napari_usema._widgets.segment import SegmentSection
 from napari_usema.analysis.attention_maps import StageAttention, at_model_scale, query_attention, stack_maps
 from napari_usema.analysis.dispersion import ExperimentStep, experiment
-from napari_usema.analysis.dispersion_report import head_mean, write_report
+from napari_usema.analysis.dispersion_report import report_targets, write_report
 from napari_usema.inference.predictor import ImageSource
 from napari_usema.inference.rescale import resize_probabilities
 
@@ -49,6 +59,25 @@ def _dispersion_job(loaded: Any, data: Any, channel: int | None, box: tuple[int,
     return steps
 
 
+def _row(*widgets: Widget) -> Container:
+    """Widgets side by side, without the label column (a compact tab fits napari's default window)."""
+    row = Container(widgets=list(widgets), layout="horizontal", labels=False)
+    row.margins = (0, 0, 0, 0)
+    return row
+
+
+def _paragraph(text: str = "", tooltip: str | None = None) -> Label:
+    """A full-width label that wraps, for sentences rather than field names."""
+    label = Label(value=text, tooltip=tooltip)
+    label.native.setWordWrap(True)
+    # magicgui makes labels Fixed: a wrapped sentence would then insist on the width it first had and
+    # push the tab wider than the dock. Preferred + height-for-width: it takes the dock's width and wraps.
+    policy = QSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+    policy.setHeightForWidth(True)
+    label.native.setSizePolicy(policy)
+    return label
+
+
 class AttentionExplorer(Container):
     """Uses the model chosen in the Segment section it is given (no hidden shared state)."""
 
@@ -56,44 +85,69 @@ class AttentionExplorer(Container):
         self.viewer, self.segment = viewer, segment
         self.worker: GeneratorWorker | None = None
         self.stages: list[StageAttention] = []
+        self.planes: list[Plane] = []
         self.steps: list[ExperimentStep] = []
         self.points: dict[tuple[int, int], list[StageAttention]] = {}
-        self._progress = JobProgress("USEMA attention")
+        self.job_bar = JobBar()  # Cancel, and the bar with the time left
+        self._progress = JobProgress("USEMA attention", self.job_bar)
         self._total = 0
-        self.pick = CheckBox(text="Pick query points by clicking the image", value=False)
-        self.effective = CheckBox(text="Add the global-mean weight (effective attention)", value=False)
-        self.mean_info = Label(label="")
-        self.budget = FloatSpinBox(label="Time budget (s)", value=60.0, min=1.0, max=3600.0)
-        self.dispersion_button = PushButton(text="Dispersion for the current view")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.folder = FileEdit(label="Export to", mode="d", value=Path.home() / "usema-dispersion")
-        self.export_button = PushButton(text="Export files")
-        self.status = Label(label="")
+        self.pick = CheckBox(
+            text="Click the image to see where the model looks", value=False,
+            tooltip="each click adds a stack of maps: where every attention head looks from that pixel",
+        )  # fmt: skip
+        self.effective = CheckBox(
+            text="Add the whole-image average to the maps",
+            value=False,
+            tooltip="'Effective attention': the window's scores plus the global-mean weight (1/N) every position gets",
+        )
+        self.plane = _paragraph(tooltip=EXPLAIN_STAGES)
+        self.mean_info = _paragraph()
+        self.budget = FloatSpinBox(
+            value=60.0, min=1.0, max=3600.0, tooltip="full attention is slow on large crops: it stops growing after this"
+        )
+        self.dispersion_button = PushButton(
+            text="Measure spread",
+            tooltip="On ever larger crops of the view, compare how evenly SEMA's windows and full attention spread",
+        )
+        self.cancel_button = self.job_bar.cancel
+        self.status = _paragraph()
+        self.folder = FileEdit(mode="d", value=Path.home() / "usema-dispersion", tooltip="the folder Export writes into")
+        self.export_button = PushButton(
+            text="Export files", tooltip="dispersion.json, the two plots (after a measurement), one TIFF per clicked pixel"
+        )
         super().__init__(
+            labels=False,
             widgets=[
                 self.pick,
                 self.effective,
+                self.plane,
                 self.mean_info,
-                self.budget,
-                self.dispersion_button,
-                self.cancel_button,
-                self.folder,
-                self.export_button,
+                _row(self.dispersion_button, Label(value="limit"), self.budget),
+                self.job_bar,
                 self.status,
-            ]
+                _row(Label(value="Export to"), self.folder),
+                self.export_button,
+            ],
         )
-        self.mean_info.native.setWordWrap(True)
-        self.status.native.setWordWrap(True)
-        self.native.layout().addStretch()  # keep the controls together at the top
-        self.figure = Figure(figsize=(4.2, 2.4), tight_layout=True)
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(220)
-        self.native.layout().insertWidget(6, self.canvas)
+        self.plane.visible = self.mean_info.visible = False  # until there are maps to describe
+        self.margins = (6, 6, 6, 6)
+        self.native.layout().setSpacing(4)  # compact: the whole tab fits napari's default window
+        self.budget.native.setSuffix(" s")
+        self.plot = DispersionPlot(viewer)
+        self.native.layout().insertWidget(7, self.plot.canvas)  # between the status and Export
         self.pick.changed.connect(self._toggle_pick)
         self.effective.changed.connect(lambda _: self._show_maps())
         self.dispersion_button.changed.connect(self.run_dispersion)
         segment.jobs.register([self.dispersion_button], self.cancel_button)
         self.export_button.changed.connect(self.export)
+        viewer.dims.events.point.connect(self._show_plane_name)
+        viewer.layers.events.removed.connect(self._show_plane_name)
+        # The viewer outlives a closed dock: stop its events reaching widgets Qt has deleted.
+        self.native.destroyed.connect(lambda *_: self._disconnect_viewer())
+
+    def _disconnect_viewer(self) -> None:
+        self.viewer.dims.events.point.disconnect(self._show_plane_name)
+        self.viewer.layers.events.removed.disconnect(self._show_plane_name)
 
     # --- inputs ---------------------------------------------------------------------------------
     def _image(self) -> Image:
@@ -139,9 +193,11 @@ class AttentionExplorer(Container):
         box = (y0, min(y0 + CAPTURE_SIDE, h), x0, min(x0 + CAPTURE_SIDE, w))
         self._add_point(layer, point)
         data, target = self.segment.plane_data(layer), (point[0] - y0, point[1] - x0)
-        worker = create_worker(_attention_job, self.segment.loaded, data, self._channel(), box, target)
-        worker.returned.connect(lambda stages, p=point, b=box, img=layer: self._on_maps(stages, p, b, img))
-        return self._start(worker, f"Attention of pixel {point}…")
+        loaded = self.segment.loaded
+        worker = create_worker(_attention_job, loaded, data, self._channel(), box, target)
+        scale = loaded.metadata.input_scale  # of this model, even if another is chosen while it runs
+        worker.returned.connect(lambda stages, p=point, b=box, img=layer, s=scale: self._on_maps(stages, p, b, img, s))
+        return self._start(worker, f"Finding where the model looks from pixel {point}…")
 
     def _add_point(self, image: Image, point: tuple[int, int]) -> None:
         if POINTS not in self.viewer.layers:
@@ -151,13 +207,15 @@ class AttentionExplorer(Container):
         layer = self.viewer.layers[POINTS]
         layer.data = np.concatenate([layer.data, [point]])
 
-    def _on_maps(self, stages: list[StageAttention], point: tuple[int, int], box: tuple[int, ...], image: Image) -> None:
-        self.stages, self._box, self._image_layer = stages, box, image
+    def _on_maps(
+        self, stages: list[StageAttention], point: tuple[int, int], box: tuple[int, ...], image: Image, scale: float
+    ) -> None:
+        self.stages, self._box, self._image_layer, self._point = stages, box, image, point
+        self.planes = planes_of(stages, scale)
         self.points[point] = stages
         self._show_maps()
-        self.mean_info.value = "Global-mean weight per token: " + ", ".join(
-            f"stage {s.stage}: {s.mean_weight:.2e}" for s in stages if s.kind == "window"
-        )
+        self.mean_info.value, self.mean_info.tooltip = mean_weight_text(stages)
+        self.mean_info.visible = True
 
     def _show_maps(self) -> None:
         if not self.stages:
@@ -175,16 +233,34 @@ class AttentionExplorer(Container):
         # Export writes the raw scores.
         peaks = stack.reshape(k, -1).max(axis=1)
         full[:, y0 : y0 + ch, x0 : x0 + cw] = stack / np.where(peaks > 0, peaks, 1)[:, None, None]
-        transform = self.segment.transform_for(image, "KYX")  # K: one plane per stage and head
         if MAPS in self.viewer.layers:
             self.viewer.layers[MAPS].data = full
         else:
-            self.viewer.add_image(full, name=MAPS, colormap="inferno", blending="additive", opacity=0.8, **transform)
+            self._add_maps_layer(full, image)
         self.viewer.layers[MAPS].metadata["planes"] = names
         self.viewer.layers[MAPS].contrast_limits = (0.0, 1.0)
-        self.status.value = (
-            f"{k} maps (stage x head, each scaled to its maximum); the first slider browses {names[0]} … {names[-1]}"
-        )
+        self.status.value = maps_text(k, self._point, self.viewer.layers[MAPS].axis_labels[0] == SLIDER)
+        self._show_plane_name()
+
+    def _add_maps_layer(self, data: np.ndarray, image: Image) -> None:
+        """The ``(K, H, W)`` maps over ``image``; its plane axis is named for napari's slider when no other
+        layer uses that axis (napari shares one slider, and its name, per axis across layers)."""
+        transform = self.segment.transform_for(image, "KYX")  # K: one plane per stage and head
+        own_axis = all(layer.ndim < data.ndim for layer in self.viewer.layers)
+        labels = {"axis_labels": (SLIDER, *image.axis_labels[-2:])} if own_axis else {}
+        self.viewer.add_image(data, name=MAPS, colormap="inferno", blending="additive", opacity=0.8, **transform, **labels)
+
+    def _show_plane_name(self, _: Any = None) -> None:
+        """Name the map the viewer shows now ("stage 2 · head 1"): follows the slider, via the viewer's
+        current point mapped into the maps layer's own pixels."""
+        if MAPS not in self.viewer.layers or not self.planes:
+            self.plane.visible = False
+            return
+        layer = self.viewer.layers[MAPS]
+        k = min(layer.data.shape[0], len(self.planes))
+        index = int(np.clip(np.rint(layer.world_to_data(self.viewer.dims.point)[0]), 0, k - 1))
+        self.plane.value = plane_caption(self.planes, index)
+        self.plane.visible = True
 
     # --- dispersion -----------------------------------------------------------------------------
     def _view_box(self, layer: Image) -> tuple[int, int, int, int]:
@@ -219,79 +295,64 @@ class AttentionExplorer(Container):
         )
         worker.yielded.connect(self._on_step)
         worker.returned.connect(self._on_dispersion_done)
-        return self._start(worker, f"Dispersion on crops of {crops[0]}…{crops[-1]} px…", total=len(crops))
+        return self._start(worker, f"Measuring attention spread on crops of {crops[0]}…{crops[-1]} px…", total=len(crops))
 
     def _on_step(self, step: Any) -> None:
         if not isinstance(step, ExperimentStep):
             return
         self.steps.append(step)
         self._progress.advance(self._total)
-        self.plot()
+        self.plot.show(self.steps)
 
     def _on_dispersion_done(self, steps: list[ExperimentStep]) -> None:
         self.steps = steps
-        both = [s for s in steps if s.full]
-        if both:
-            last = both[-1]
-            self.status.value = (
-                f"Largest crop with full attention: {last.crop} px (N = {last.full[0]['tokens']} at stage 0). "
-                f"entropy/log N: SEMA {head_mean(last.sema[0], 'normalized_entropy'):.4f}, "
-                f"full {head_mean(last.full[0], 'normalized_entropy'):.4f}; "
-                f"N x max: SEMA {head_mean(last.sema[0], 'n_times_max'):.2f}, full {head_mean(last.full[0], 'n_times_max'):.2f}"
-            )
-
-    def plot(self) -> None:
-        """Entropy / log N against N at stage 0 (SEMA vs full attention), and the histogram of N x
-        score at the largest crop measured with both."""
-        from napari_usema.analysis.dispersion import HIST_EDGES
-
-        self.figure.clear()
-        ax, hx = self.figure.add_subplot(121), self.figure.add_subplot(122)
-        rows = [s for s in self.steps if s.sema]
-        ax.plot(
-            [s.sema[0]["tokens"] for s in rows], [head_mean(s.sema[0], "normalized_entropy") for s in rows], "o-", label="SEMA"
-        )
-        both = [s for s in rows if s.full]
-        if both:
-            ax.plot(
-                [s.full[0]["tokens"] for s in both],
-                [head_mean(s.full[0], "normalized_entropy") for s in both],
-                "s--",
-                label="full",
-            )
-            centres = (HIST_EDGES[:-1] + HIST_EDGES[1:]) / 2
-            for label, stats in (("SEMA", both[-1].sema[0]), ("full", both[-1].full[0])):
-                hist = np.sum([h["histogram"] for h in stats["heads"]], axis=0).astype(float)
-                hx.plot(centres, hist / max(hist.sum(), 1), label=label)
-            hx.axvline(1.0, color="k", lw=0.6, ls=":")
-            hx.set_title(f"crop {both[-1].crop} px", fontsize=8)
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("N (tokens, stage 0)", fontsize=8)
-        ax.set_ylabel("entropy / log N", fontsize=8)
-        ax.ticklabel_format(axis="y", useOffset=False)
-        hx.set_xlabel("N x score", fontsize=8)
-        for a in (ax, hx):
-            a.tick_params(labelsize=7)
-            a.legend(fontsize=7)
-        self.canvas.draw_idle()
+        self.plot.show(steps)
+        text, exact = dispersion_text(steps)
+        self.status.value = f"{text}\n{exact}" if exact else text  # the second line: the exact statistics
 
     def export(self) -> list[Path] | None:
-        """Write the same files as ``usema dispersion`` into the chosen folder."""
+        """Write the same files as ``usema dispersion`` into the chosen folder: all of them, or none.
+
+        After clicks alone that is ``dispersion.json`` and one TIFF per clicked pixel; the plots need a
+        spread measurement. Files already there are replaced only when the user says so.
+        """
         if not self.steps and not self.points:
-            show_error("nothing to export yet: click a point or compute the dispersion first")
+            show_error(
+                "Nothing to export yet: tick 'Click the image to see where the model looks' and click a "
+                "pixel, or press 'Measure spread' first."
+            )
             return None
+        out = Path(self.folder.value)
+        existing = [path for path in report_targets(out, self.steps, self.points) if path.exists()]
+        if existing and not self._confirm_replace(existing):
+            self.status.value = f"Export cancelled: nothing was written to {out}."
+            return None
+        loaded, image = self.segment.loaded, self.segment.image.value
+        settings = {
+            "model": str(loaded.path) if loaded is not None else None,
+            "image": image.name if image is not None else None,
+            "budget_s": self.budget.value,
+        }
         try:
-            settings = {
-                "model": str(self.segment.loaded.path),
-                "image": self.segment.image.value.name,
-                "budget_s": self.budget.value,
-            }
-            paths = write_report(Path(self.folder.value), self.steps, settings, self.points)
+            paths = write_report(out, self.steps, settings, self.points, overwrite=bool(existing))
         except (ValueError, OSError) as err:
-            show_error(str(err))
+            show_error(f"Nothing was exported: {err}")
             return None
-        show_info(f"Wrote {len(paths)} files to {self.folder.value}")
+        missing = "" if any(p.suffix == ".png" for p in paths) else " The plots need 'Measure spread' first."
+        show_info(f"Wrote {', '.join(p.name for p in paths)} to {out}.{missing}")
         return paths
+
+    def _confirm_replace(self, existing: list[Path]) -> bool:
+        """Ask before replacing files of an earlier export."""
+        names = ", ".join(p.name for p in existing[:4]) + (" …" if len(existing) > 4 else "")
+        answer = QMessageBox.question(
+            self.native,
+            "Replace files?",
+            f"{existing[0].parent} already holds {names}. Replace them?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
     # --- worker plumbing ------------------------------------------------------------------------
     def _start(self, worker: GeneratorWorker, message: str, total: int = 0) -> GeneratorWorker:
