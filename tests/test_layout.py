@@ -21,6 +21,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "napari_usema"
 LAYERS = {
     "__init__": 0,
     "_checks": 0,
+    "_help": 0,  # the texts of --help and of the tooltips
     "model": 1,
     "postprocess": 2,
     "io": 3,

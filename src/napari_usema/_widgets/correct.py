@@ -42,10 +42,12 @@ class CorrectSection(Container):
         self.viewer = segment.viewer
         self.seeds: list[tuple[int, int]] = []
         self._merge_first: tuple[int, int] | None = None
-        self.active = CheckBox(text="Correct mode (clicks edit the labels)", value=False)
+        self.active = CheckBox(
+            text="Correct mode (clicks edit the labels)", value=False, tooltip="clicks on the canvas edit the last run's labels"
+        )
         self.help = Label(label="", value=HELP)
-        self.split_button = PushButton(text="Split at seeds")
-        self.clear_button = PushButton(text="Clear seeds")
+        self.split_button = PushButton(text="Split at seeds", tooltip="split the object under the seeds: one part each")
+        self.clear_button = PushButton(text="Clear seeds", tooltip="forget the seeds placed so far")
         self.status = Label(label="")
         super().__init__(widgets=[self.active, self.help, self.split_button, self.clear_button, self.status])
         self.help.native.setWordWrap(True)

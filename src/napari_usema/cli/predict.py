@@ -8,12 +8,14 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from napari_usema._help import help_text
 from napari_usema.cli.inputs import InputPlan, check_input, collect_inputs, plan_outputs
 from napari_usema.cli.progress import ProgressBar
 from napari_usema.inference.tiling import TilingConfig
 from napari_usema.postprocess.config import WatershedConfig
 
 if TYPE_CHECKING:
+    from napari_usema.inference.pipeline import SegmentationResult
     from napari_usema.io.checkpoint import LoadedModel
 
 
@@ -21,31 +23,30 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     t, ws = TilingConfig(), WatershedConfig()
     p = sub.add_parser("predict", help="segment images into OUT/NAME.tif (instance labels or class ids)")
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders of images")
-    p.add_argument("--model", required=True, help="checkpoint (.safetensors) or bundled name: nuclei, polyps")
+    p.add_argument("--model", required=True, help=help_text("model"))
     p.add_argument("--out", required=True, type=output_folder, help="output folder")
-    p.add_argument("--device", default=t.device, help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
-    p.add_argument("--tile", type=int, help=f"tile side in pixels (default {t.tile}, shrunk for smaller images)")
-    p.add_argument("--overlap", type=float, default=t.overlap, help=f"tile overlap fraction (default {t.overlap})")
-    p.add_argument("--batch", type=int, default=t.batch, help=f"tiles per forward pass (default {t.batch})")
-    p.add_argument("--tta", action="store_true", help="average over mirrored copies (4x slower)")
+    p.add_argument("--device", default=t.device, help=help_text("device", t.device))
+    p.add_argument("--tile", type=int, help=help_text("tile", t.tile))
+    p.add_argument("--overlap", type=float, default=t.overlap, help=help_text("overlap", t.overlap))
+    p.add_argument("--batch", type=int, default=t.batch, help=help_text("batch", t.batch))
+    p.add_argument("--tta", action="store_true", help=help_text("tta"))
     p.add_argument(
         "--scales",
         type=parse_scales,
         metavar="F,F,...",
-        help="multi-scale TTA: run at these factors of the model's scale and average, e.g. 0.8,1,1.25 (about 3x "
-        "slower); 1: one pass (default: the model's own choice, test_scales in usema info MODEL)",
+        help=help_text("scales") + ", e.g. 0.8,1,1.25; 1: one pass (default: the model's own choice, test_scales in "
+        "usema info MODEL)",
     )
     p.add_argument(
         "--channel",
         type=parse_channel,
         metavar="INDEX|NAME",
-        help="the channel of a multichannel image to segment, by index or by the name the file gives it (e.g. DAPI)",
+        help=help_text("channel"),
     )
     p.add_argument(
         "--axes",
         type=parse_axes,
-        help="the image's axes, one letter per dimension as stored (T, Z, C, Y, X), e.g. CYX, YXC, ZYX, TYX or TZCYX: "
-        "overrides the file's metadata (default: the file's axes, else read from the shape and announced)",
+        help=help_text("axes"),
     )
     p.add_argument("--level", type=int, default=0, help="OME-Zarr: the resolution level to segment (default 0, full)")
     s = p.add_argument_group("stacks", "one identity per object across Z planes or time points (instance models)")
@@ -53,19 +54,25 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--stitch",
         type=parse_iou,
         metavar="IOU",
-        help="join the objects of neighbouring Z planes whose IoU is at least IOU into 3-D objects (e.g. 0.25)",
+        help=help_text("stitch") + ", e.g. 0.25",
     )
-    s.add_argument("--track", action="store_true", help="give each object one id across time points (IoU, Hungarian matching)")
-    s.add_argument("--track-iou", type=parse_iou, metavar="IOU", help="tracking's IoU threshold (default 0.25)")
+    s.add_argument("--track", action="store_true", help=help_text("track"))
+    s.add_argument("--track-iou", type=parse_iou, metavar="IOU", help=help_text("link_iou", 0.25))
     p.add_argument(
         "--diameter",
         type=parse_diameter,
         metavar="PIXELS|auto",
-        help="the objects' typical diameter in pixels: the image is resized to the model's object size "
-        "(object_diameter in usema info MODEL); auto estimates it from a first pass and prints it (default: "
-        "the objects are the model's size)",
+        help=help_text("diameter") + "; auto estimates it from a first pass and prints it (the model's size: "
+        "object_diameter in usema info MODEL)",
     )
-    p.add_argument("--probabilities", action="store_true", help="also write OUT/NAME_probabilities.tif (K, H, W) float32")
+    p.add_argument("--probabilities", action="store_true", help=help_text("probabilities") + ": OUT/NAME_probabilities.tif")
+    p.add_argument(
+        "--measurements",
+        action="store_true",
+        help="also write OUT/NAME_measurements.csv: one row per object (label, area, centroid, bounding box, eccentricity, "
+        "mean intensity of each channel, and µm where the file records its pixel size; t/z columns for stacks); for a "
+        "semantic model, each class's pixels and share of the image",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (inputs are never replaced)")
     p.add_argument(
         "--skip-existing",
@@ -75,16 +82,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group(
         "instance post-processing", "defaults: the model's tuned settings (usema info MODEL), else the values shown"
     )
-    g.add_argument("--mode", choices=["watershed", "connected-components"], help=f"(default {ws.mode})")
-    g.add_argument("--interior-threshold", type=float, help=f"(default {ws.interior_threshold})")
-    g.add_argument("--foreground-threshold", type=float, help=f"(default {ws.foreground_threshold})")
+    g.add_argument("--mode", choices=["watershed", "connected-components"], help=help_text("mode", ws.mode))
+    g.add_argument("--interior-threshold", type=float, help=help_text("interior_threshold", ws.interior_threshold))
+    g.add_argument("--foreground-threshold", type=float, help=help_text("foreground_threshold", ws.foreground_threshold))
     g.add_argument(
         "--min-size",
         type=int,
-        help=f"smallest seed/object in pixels at the model's object size (with --diameter, scaled as the image is; "
-        f"default {ws.min_size})",
+        help=help_text("min_size", ws.min_size) + "; with --diameter, scaled as the image is",
     )
-    g.add_argument("--no-fill-holes", action="store_true")
+    g.add_argument("--no-fill-holes", action="store_true", help="do not " + help_text("fill_holes"))
     p.set_defaults(handler=run)
 
 
@@ -236,6 +242,7 @@ def _predict_one(
     """Segment one input and write its outputs; returns what was found, for the log line."""
     import numpy as np
 
+    from napari_usema.analysis.measurements import write_csv
     from napari_usema.inference.pipeline import disk_array, drive, segment
     from napari_usema.io.image_info import tiff_options
     from napari_usema.io.images import write_labels_banded, write_tiff
@@ -267,6 +274,8 @@ def _predict_one(
             ),
             show,
         )
+        # Measured before anything is written: a refusal leaves no labels without their table.
+        table = measurements(result, job) if args.measurements else None  # check_input refused large planes
         options = tiff_options(job.info, result.axes)
         if job.plan.large:
             count = int(max(np.asarray(result.labels[y : y + 1024]).max() for y in range(0, h, 1024)))
@@ -280,7 +289,26 @@ def _predict_one(
         probability_axes = result.axes[:-2] + "CYX"
         options = tiff_options(job.info, probability_axes)
         write_tiff(outputs[1], result.probabilities, overwrite=replace, **options)
+    if table is not None:
+        write_csv(table, outputs[-1], overwrite=replace)
+        found += f"; measurements in {outputs[-1].name}"
     return found
+
+
+def measurements(result: SegmentationResult, job: InputPlan) -> dict:
+    """The table of ``--measurements``: per object, with the mean intensity of every channel of the
+    input (not only the segmented one), or for a class map per class; µm where the file says."""
+    import numpy as np
+
+    from napari_usema.analysis.measurements import measure_classes, measure_objects
+
+    labels, pixel_size = np.asarray(result.labels), job.info.pixel_size
+    if result.task == "semantic":
+        return measure_classes(labels, result.class_names, axes=result.axes, pixel_size=pixel_size)
+    image = job.reading.standardise(job.image)  # [T][Z] YX [C], as the labels are
+    channels = image.shape[-1] if image.ndim > labels.ndim else 1
+    names = job.info.channel_names if len(job.info.channel_names) == channels else ()
+    return measure_objects(labels, image, axes=result.axes, channel_names=names, pixel_size=pixel_size)
 
 
 def found_summary(labels, task: str, class_names: tuple[str, ...]) -> str:
