@@ -16,6 +16,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def own_config_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The widget's remembered model choices go to a folder of the test's, not the user's."""
+    folder = tmp_path / "config"
+    monkeypatch.setenv("NAPARI_USEMA_CONFIG", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data``; tests that need it are skipped, with the reason, where it is missing."""
@@ -75,3 +83,17 @@ def disk_image(shape: tuple[int, int], centres: list[tuple[int, int]], radius: i
     for cy, cx in centres:
         image[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2] = 1
     return image
+
+
+@pytest.fixture
+def dock(make_napari_viewer, tmp_path: Path):
+    """A shown napari viewer with the nuclei sample and the USEMA dock widget: ``(viewer, widget)``."""
+    from napari_usema._sample_data import load_nuclei
+    from napari_usema._widgets.main import UsemaWidget
+
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(load_nuclei(), name="nuclei")
+    widget = UsemaWidget(viewer, output_folder=tmp_path / "models")
+    viewer.window.add_dock_widget(widget, name="USEMA")
+    widget.reset_choices()
+    return viewer, widget

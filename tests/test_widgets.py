@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -15,18 +16,6 @@ from napari_usema.inference.pipeline import drive, segment
 from napari_usema.io.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture
-def dock(make_napari_viewer, tmp_path: Path):
-    from napari_usema._widgets.main import UsemaWidget
-
-    viewer = make_napari_viewer(show=True)
-    viewer.add_image(load_nuclei(), name="nuclei")
-    widget = UsemaWidget(viewer, output_folder=tmp_path / "models")
-    viewer.window.add_dock_widget(widget, name="USEMA")
-    widget.reset_choices()
-    return viewer, widget
 
 
 def wait_for_worker(qtbot, section) -> None:
@@ -237,7 +226,7 @@ def test_attention_explorer_reacts_to_a_click(dock, qtbot, tiny_instance_checkpo
 
 
 def test_status_line_names_objects_or_class_shares() -> None:
-    from napari_usema._widgets.segment import _summary
+    from napari_usema._widgets.segment_choices import summary as _summary
     from napari_usema.inference.pipeline import SegmentationResult
 
     classes = np.zeros((10, 20), np.uint8)
@@ -559,11 +548,63 @@ def test_the_activity_bar_really_moves(dock, qtbot, intensity_model, monkeypatch
             self.events.value.connect(lambda event: values.append(event.value))
 
     monkeypatch.setattr(jobs, "progress", Watched)
+    row = widget.segment.job_bar  # the bar beside Cancel, with the time left
+    shown: list[tuple[int, str]] = []
+    row.bar.changed.connect(lambda value: shown.append((value, row.left.value)))
     widget.segment.run()
     wait_for_worker(qtbot, widget.segment)
     assert len(bars) == 1  # one bar per run (re-entrant Qt events once made a dozen, all at 0%)
     total = bars[0].total
     assert values and values == sorted(values) and values[-1] == total > 0  # napari moved the bar, to the end
+    steps = [value for value, _ in shown if value]
+    assert steps == sorted(steps) and steps[-1] == total  # the widget's bar moved too, to the end
+    assert any(text.startswith(f"{total}/{total}") for _, text in shown)
+    assert not row.bar.visible and row.left.value == ""  # and went when the job ended
+
+
+def test_the_bar_beside_cancel_counts_up_with_the_time_left(qtbot, monkeypatch) -> None:
+    import napari_usema._widgets.jobs as jobs
+
+    clock = iter([100.0, 102.0, 104.0, 106.0])
+    monkeypatch.setattr(jobs.time, "perf_counter", lambda: next(clock))
+    row = jobs.JobBar()
+    progress = jobs.JobProgress("test", row)
+    seen = []
+    for done in (1, 2, 3):
+        progress.set(done, 10)
+        seen.append((row.bar.value, row.bar.max, row.left.value, not row.bar.native.isHidden()))
+    assert seen[0] == (1, 10, "1/10", True)  # no rate yet after one update
+    assert seen[1] == (2, 10, "2/10 · 16 s left", True)  # 2 s per step, 8 steps left
+    assert seen[2] == (3, 10, "3/10 · 14 s left", True)
+    progress.close()
+    assert row.bar.native.isHidden() and row.left.value == ""
+    assert jobs.time_left(0.4) == "<1 s left" and jobs.time_left(185) == "3 min 5 s left"
+
+
+def test_a_rerun_says_what_it_changed_and_marks_it(dock, qtbot, intensity_model) -> None:
+    from napari_usema.io.checkpoint import LoadedModel
+    from napari_usema.io.metadata import NormalizationRecipe
+    from napari_usema.postprocess.compare import compare_labels
+
+    viewer, widget = dock
+    widget.segment.use_model(intensity_model)
+    widget.segment.run()
+    wait_for_worker(qtbot, widget.segment)
+    first = np.array(viewer.layers["nuclei labels"].data)
+    # "Fine-tuned": the same stand-in network with a darker threshold, so nuclei grow and some merge.
+    meta = dataclasses.replace(intensity_model.metadata, normalization=NormalizationRecipe("percentile", 1, 60))
+    widget.segment.use_model(LoadedModel(intensity_model.model, meta))
+    widget.segment.mark_changes.value = True
+    widget.segment.run()
+    wait_for_worker(qtbot, widget.segment)
+    second = np.asarray(viewer.layers["nuclei labels"].data)
+    expected = compare_labels(first, second)
+    assert expected.added and expected.removed  # the two runs really differ
+    assert f"since the last run: {expected.summary()}" in widget.segment.status.value
+    marks = viewer.layers["nuclei labels changes"]
+    assert (marks.data == 1).sum() == np.isin(second, expected.added).sum()
+    gone = np.isin(first, expected.removed) & ~np.isin(second, expected.added)  # where nothing replaced them
+    assert (marks.data == 2).sum() == gone.sum() and set(np.unique(marks.data)) <= {0, 1, 2}
 
 
 def test_dispersion_takes_the_square_in_view(dock, qtbot) -> None:
@@ -615,3 +656,30 @@ def test_class_maps_get_colours_that_stand_out_and_labels_an_outline(dock, qtbot
     assert labels.contour == 0
     widget.segment.style.value = "outline"
     assert labels.contour > 0 and labels.opacity == 1.0
+
+
+def test_each_sample_opens_with_its_model_and_an_unlike_image_is_flagged(make_napari_viewer, qtbot, own_config_folder) -> None:
+    from napari_usema._widgets.main import UsemaWidget
+    from napari_usema._widgets.model_choice import ModelMemory
+
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("napari-usema", "colonoscopy")
+    widget = UsemaWidget(viewer, output_folder=own_config_folder / "models")
+    viewer.window.add_dock_widget(widget, name="USEMA")
+    widget.reset_choices()
+    segment = widget.segment
+    assert segment.image.value.name == "colonoscopy" and segment.model.value == "polyps"  # not the nuclei model
+    assert segment.fit.native.isHidden()  # the polyps model has seen frames like this one
+    segment.model.value = "nuclei"  # the user insists: the tab says why results may be poor
+    assert not segment.fit.native.isHidden() and "colour, dark background" in segment.fit.value and "nuclei" in segment.fit.value
+    # A grey image the widget knows nothing about keeps the current model; once the user runs a model
+    # on a grey image, the next grey image gets it again (and so does the next session: it is on disk).
+    grey = viewer.add_image(np.asarray(load_nuclei()), name="mine")
+    segment.image.value = grey
+    assert segment.model.value == "nuclei" and segment.fit.native.isHidden()
+    ModelMemory().remember("grey", "polyps")
+    other = viewer.add_image(np.asarray(load_nuclei())[:128, :128], name="another")
+    segment.image.value = other
+    assert segment.model.value == "polyps"
+    assert not segment.fit.native.isHidden() and "grey, dark background" in segment.fit.value
+    assert (own_config_folder / "models.json").is_file()

@@ -12,7 +12,8 @@ from napari.layers import Image, Labels, Shapes
 from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils.notifications import show_error, show_info
 
-from napari_usema._widgets.jobs import JobProgress
+from napari_usema._help import HELP
+from napari_usema._widgets.jobs import JobBar, JobProgress
 from napari_usema._widgets.layers import corrected_pair_parts, region_mask
 from napari_usema._widgets.plot import LossPlot
 from napari_usema._widgets.segment import SegmentSection
@@ -32,25 +33,39 @@ class FinetuneSection(Container):
         self.pairs: list[CorrectedPair] = []
         self.worker: GeneratorWorker | None = None
         self.saved: Path | None = None
-        self._progress = JobProgress("USEMA fine-tuning")
+        self.job_bar = JobBar()  # Cancel, and the bar with the time left
+        self._progress = JobProgress("USEMA fine-tuning", self.job_bar)
         d = FINETUNE_DEFAULTS
-        self.labels_layer = ComboBox(label="Corrected labels", choices=self._labels_layers, nullable=True)
+        self.labels_layer = ComboBox(
+            label="Corrected labels", choices=self._labels_layers, nullable=True,
+            tooltip="for a whole-image pair: the labels layer you corrected (its image is the one it was made from)",
+        )  # fmt: skip
         self.region = ComboBox(
             label="Corrected region", choices=self._region_layers, tooltip="train only inside these shapes/labels"
         )
-        self.add_button = PushButton(text="Add a whole image + labels pair instead")
+        self.add_button = PushButton(
+            text="Add a whole image + labels pair instead",
+            tooltip="train on the whole of these labels (inside the region, if one is chosen), not only around your edits",
+        )
         self.pairs_info = Label(label="", value="No corrections yet.")
-        self.steps = SpinBox(label="Steps", value=d.steps, min=1, max=100_000)
-        self.lr = FloatSpinBox(label="Learning rate", value=d.lr, min=1e-6, max=1e-1, step=1e-4)
-        self.folder = FileEdit(label="Save to", mode="d", value=output_folder or Path.home() / "usema-models")
-        self.run_button = PushButton(text="Fine-tune")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.resegment_button = PushButton(text="Re-segment with the new model", enabled=False)
-        self.plot = LossPlot()
+        self.steps = SpinBox(label="Steps", value=d.steps, min=1, max=100_000, tooltip=HELP["steps"])
+        self.lr = FloatSpinBox(label="Learning rate", value=d.lr, min=1e-6, max=1e-1, step=1e-4, tooltip=HELP["lr"])
+        self.folder = FileEdit(
+            label="Save to", mode="d", value=output_folder or Path.home() / "usema-models",
+            tooltip="where the fine-tuned model goes: a new versioned file (nuclei.ft1.safetensors, ...), never its parent",
+        )  # fmt: skip
+        self.run_button = PushButton(text="Fine-tune", tooltip="train a copy of the model on your corrections, in the background")
+        self.cancel_button = self.job_bar.cancel
+        self.resegment_button = PushButton(
+            text="Re-segment with the new model",
+            enabled=False,
+            tooltip="run the new model on the image; the status says what changed",
+        )
+        self.plot = LossPlot(viewer=self.viewer)  # follows the viewer's theme
         self.status = Label(label="")
         super().__init__(widgets=[
             self.labels_layer, self.region, self.add_button, self.pairs_info, self.steps, self.lr, self.folder,
-            self.run_button, self.cancel_button, self.resegment_button, self.status,
+            self.run_button, self.job_bar, self.resegment_button, self.status,
         ])  # fmt: skip
         self.pairs_info.native.setWordWrap(True)
         self.status.native.setWordWrap(True)

@@ -1,10 +1,12 @@
-"""Shared plumbing of the sections' background jobs: the one-job-at-a-time slot and a progress bar."""
+"""Shared plumbing of the sections' background jobs: the one-job-at-a-time slot and the progress bars
+(napari's activity dock, and one beside each Cancel button with the time left)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
-from magicgui.widgets import PushButton
+from magicgui.widgets import Container, Label, ProgressBar, PushButton
 from napari.qt.threading import FunctionWorker, GeneratorWorker
 from napari.utils import progress
 from napari.utils.notifications import show_info
@@ -12,14 +14,47 @@ from napari.utils.notifications import show_info
 Worker = GeneratorWorker | FunctionWorker
 
 
-class JobProgress:
-    """A napari activity-dock progress bar that appears with the first update and goes with the job."""
+def time_left(seconds: float) -> str:
+    """``seconds`` for a person: "<1 s left", "40 s left", "3 min 5 s left"."""
+    if seconds < 1:
+        return "<1 s left"
+    if seconds < 60:
+        return f"{seconds:.0f} s left"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s left"
 
-    def __init__(self, desc: str) -> None:
+
+class JobBar(Container):
+    """One row of a section: its Cancel button, and while a job runs, a bar and the time left."""
+
+    def __init__(self) -> None:
+        self.cancel = PushButton(text="Cancel", enabled=False, tooltip="stop the job after its current step; nothing changes")
+        self.bar = ProgressBar(value=0, min=0, max=1, visible=False, tooltip="the running job's progress")
+        self.left = Label(value="", visible=False)
+        super().__init__(layout="horizontal", widgets=[self.cancel, self.bar, self.left], labels=False, label="")
+        self.margins = (0, 0, 0, 0)
+
+    def show_progress(self, done: int, total: int, seconds_left: float | None) -> None:
+        self.left.value = f"{done}/{total}" + (f" · {time_left(seconds_left)}" if seconds_left is not None else "")
+        self.bar.visible = self.left.visible = True
+        self.bar.max, self.bar.value = max(total, 1), min(done, max(total, 1))  # last: it signals the change
+
+    def hide_progress(self) -> None:
+        self.bar.visible = self.left.visible = False
+        self.bar.value, self.left.value = 0, ""
+
+
+class JobProgress:
+    """A napari activity-dock progress bar that appears with the first update and goes with the job, and
+    the same progress with the time left on the section's :class:`JobBar` when it has one."""
+
+    def __init__(self, desc: str, row: JobBar | None = None) -> None:
         self.desc = desc
+        self.row = row
         self._bar: progress | None = None
         self._busy = False
         self._latest = (0, 1)
+        self._started: tuple[float, int] | None = None  # (time, done) of the first update
 
     def set(self, done: int, total: int) -> None:
         self._latest = (done, total)
@@ -38,8 +73,22 @@ class JobProgress:
                 self._bar.total = total
                 # napari's bar moves on update() (its value event), not on n and refresh().
                 self._bar.update(done - self._bar.n)
+            if self.row is not None:
+                self.row.show_progress(done, total, self._seconds_left(done, total))
         finally:
             self._busy = False
+
+    def _seconds_left(self, done: int, total: int) -> float | None:
+        """The rate so far, from the first update on (which may come after a model load), applied to
+        what is left; None until one step has been timed."""
+        now = time.perf_counter()
+        if self._started is None:
+            self._started = (now, done)
+            return None
+        started, first = self._started
+        if done <= first:
+            return None
+        return (now - started) / (done - first) * max(total - done, 0)
 
     def advance(self, total: int) -> None:
         self.set((self._bar.n if self._bar else 0) + 1, total)
@@ -48,6 +97,9 @@ class JobProgress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+        self._started = None
+        if self.row is not None:
+            self.row.hide_progress()
 
 
 class JobSlot:

@@ -39,6 +39,9 @@ class UsemaWidget(QWidget):
             scroll = QScrollArea()
             scroll.setWidgetResizable(True)
             scroll.setWidget(section.native)
+            # As wide as the section needs: napari then widens the dock rather than squeeze it into a
+            # sideways scroll (at 853 px of window every tab scrolled sideways).
+            scroll.setMinimumWidth(section.native.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
             self.tabs.addTab(scroll, title)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)

@@ -14,9 +14,13 @@ from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.notifications import show_error, show_info
 from psygnal import Signal
 
-from napari_usema._widgets.jobs import JobProgress, JobSlot
+from napari_usema._help import HELP
+from napari_usema._widgets.changes import previous_labels, report_changes
+from napari_usema._widgets.jobs import JobBar, JobProgress, JobSlot
 from napari_usema._widgets.layer_reading import AUTO, axes_choices, channel_choices, layer_array, plane_data, read_layer
 from napari_usema._widgets.layers import STYLES, checksum, class_colours, spatial_transform, write_owned_labels
+from napari_usema._widgets.model_choice import ModelMemory, describe_model, fit_text, kind_key, suggested_model
+from napari_usema._widgets.segment_choices import BROWSE, MULTISCALE, STACKS, scales_label, summary
 from napari_usema._widgets.state import Inputs, SegmentationState
 from napari_usema.inference.axes import AxesReading
 from napari_usema.inference.devices import available_devices
@@ -30,19 +34,6 @@ from napari_usema.io.checkpoint import LoadedModel, load_checkpoint
 from napari_usema.postprocess.config import WatershedConfig
 from napari_usema.postprocess.linking import StackLinks
 
-BROWSE = "Browse for a checkpoint…"
-# Multi-scale TTA choices: factors on the model's own scale (TilingConfig.scales). A model that stores
-# other factors (CheckpointMetadata.test_scales) adds its own choice.
-MULTISCALE = {"off": (1.0,), "0.8x, 1x, 1.25x (~3x slower)": (0.8, 1.0, 1.25)}
-# The Stacks box: how objects of neighbouring planes are joined (StackLinks).
-STACKS = ("each plane on its own", "stitch Z planes into 3-D objects", "track objects over time (T)", "stitch Z and track T")
-
-
-def scales_label(scales: tuple[float, ...]) -> str:
-    """The Multi-scale TTA choice that stands for ``scales``."""
-    named = {v: k for k, v in MULTISCALE.items()}
-    return named.get(scales) or ", ".join(f"{f:g}x" for f in scales)
-
 
 class SegmentSection(Container):
     """Model, image, device and tiling choices; Segment and Cancel; progress in napari's activity dock."""
@@ -50,65 +41,93 @@ class SegmentSection(Container):
     segmented = Signal(object)  # SegmentationState
     model_changed = Signal(object)  # LoadedModel
 
-    def __init__(self, viewer: Any, watershed: WatershedConfig | None = None, jobs: JobSlot | None = None) -> None:
+    def __init__(
+        self,
+        viewer: Any,
+        watershed: WatershedConfig | None = None,
+        jobs: JobSlot | None = None,
+        memory: ModelMemory | None = None,
+    ) -> None:
         defaults = TilingConfig()
+        self.memory = memory or ModelMemory()  # the last model used on each kind of image
         self.jobs = jobs or JobSlot()  # one long job at a time on this model, across all tabs
         self.viewer = viewer
         self.watershed = watershed or WatershedConfig()
         self.loaded: LoadedModel | None = None
         self.state: SegmentationState | None = None
         self.worker: GeneratorWorker | None = None
-        self._progress = JobProgress("USEMA segmentation")
+        self.job_bar = JobBar()  # Cancel, and the bar with the time left
+        self._progress = JobProgress("USEMA segmentation", self.job_bar)
         self._extra_models: dict[str, Path] = {}
-        self.model = ComboBox(label="Model", choices=self._model_choices, tooltip="bundled models, or a checkpoint file")
-        self.checkpoint = FileEdit(label="Checkpoint", filter="*.safetensors", visible=False)
+        self.model = ComboBox(label="Model", choices=self._model_choices, tooltip=HELP["model"])
+        self.checkpoint = FileEdit(
+            label="Checkpoint",
+            filter="*.safetensors",
+            visible=False,
+            tooltip="a .safetensors file (usema train, or a fine-tune)",
+        )
         self.info = Label(label="")
-        self.image = ComboBox(label="Image", choices=self._image_layers, nullable=True)
+        self.fit = Label(label="", visible=False)  # a warning when the image is unlike the model's training images
+        self.image = ComboBox(label="Image", choices=self._image_layers, nullable=True, tooltip="the image layer to segment")
         self.axes = ComboBox(
             label="Axes", choices=self._axes_choices,
-            tooltip="what each axis of the layer is (T time, Z depth, C channels, Y, X); auto: the file's, else read "
-            "from the shape and announced",
+            tooltip=HELP["axes"],
         )  # fmt: skip
-        self.channel = ComboBox(
-            label="Channel", choices=self._channel_choices, tooltip="for images with more channels than the model takes"
+        self.channel = ComboBox(label="Channel", choices=self._channel_choices, tooltip=HELP["channel"])
+        self.stacks = ComboBox(
+            label="Stacks",
+            choices=list(STACKS),
+            value=STACKS[0],
+            tooltip="one id per object across planes",
         )
-        self.stacks = ComboBox(label="Stacks", choices=list(STACKS), value=STACKS[0], tooltip="one id per object across planes")
         self.link_iou = FloatSpinBox(
             label="Stack IoU", value=0.25, min=0.01, max=1.0, step=0.05,
-            tooltip="objects of neighbouring planes that overlap at least this much are one object",
+            tooltip=HELP["link_iou"],
         )  # fmt: skip
-        self.device = ComboBox(label="Device", choices=available_devices(), value=defaults.device)
-        self.tile = SpinBox(label="Tile", value=defaults.tile, min=16, max=8192, step=16)
-        self.overlap = FloatSpinBox(label="Overlap", value=defaults.overlap, min=0.0, max=0.9, step=0.05)
-        self.batch = SpinBox(label="Batch", value=defaults.batch, min=1, max=256)
-        self.tta = CheckBox(text="Mirror TTA (4x slower)", value=defaults.tta)
+        self.device = ComboBox(label="Device", choices=available_devices(), value=defaults.device, tooltip=HELP["device"])
+        self.tile = SpinBox(label="Tile", value=defaults.tile, min=16, max=8192, step=16, tooltip=HELP["tile"])
+        self.overlap = FloatSpinBox(label="Overlap", value=defaults.overlap, min=0.0, max=0.9, step=0.05, tooltip=HELP["overlap"])
+        self.batch = SpinBox(label="Batch", value=defaults.batch, min=1, max=256, tooltip=HELP["batch"])
+        self.tta = CheckBox(text="Mirror TTA (4x slower)", value=defaults.tta, tooltip=HELP["tta"])
         self._scale_choices = dict(MULTISCALE)
         self.multiscale = ComboBox(
             label="Multi-scale TTA", choices=list(self._scale_choices), value="off",
-            tooltip="also run at other sizes around the model's own and average: objects of unusual size are found more often",
+            tooltip=HELP["scales"],
         )  # fmt: skip
         self.diameter = FloatSpinBox(
             label="Object diameter (px)", value=0.0, min=0.0, max=5000.0, step=1.0,
-            tooltip="0: the objects are the model's size; otherwise the image is resized so that objects of this "
-            "diameter match the model's (cellpose's diameter)",
+            tooltip=HELP["diameter"],
         )  # fmt: skip
-        self.estimate_button = PushButton(text="Estimate diameter")
-        self.show_probabilities = CheckBox(text="Add probability layer", value=False)
-        self.new_layer = CheckBox(text="New layer for each run", value=False)
+        self.estimate_button = PushButton(
+            text="Estimate diameter",
+            tooltip="measure the objects' diameter with a first pass, and fill the box",
+        )
+        self.show_probabilities = CheckBox(text="Add probability layer", value=False, tooltip=HELP["probabilities"])
+        self.new_layer = CheckBox(
+            text="New layer for each run",
+            value=False,
+            tooltip="keep each run's labels instead of updating the last layer",
+        )
+        self.mark_changes = CheckBox(
+            text="Mark what a re-run changed", value=False,
+            tooltip="a layer with the objects a new run added (green) and removed (magenta) against the last run's labels",
+        )  # fmt: skip
         self.style = ComboBox(
             label="Show labels as", choices=list(STYLES), value="fill",
             tooltip="fill: objects coloured in; outline: their borders only, so the image shows through",
         )  # fmt: skip
-        self.run_button = PushButton(text="Segment")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.run_button = PushButton(text="Segment", tooltip="run the model on the image, in the background")
+        self.cancel_button = self.job_bar.cancel
         self.status = Label(label="")
         super().__init__(widgets=[
-            self.model, self.checkpoint, self.info, self.image, self.axes, self.channel, self.stacks, self.link_iou,
+            self.model, self.checkpoint, self.info, self.image, self.fit, self.axes, self.channel, self.stacks, self.link_iou,
             self.device, self.tile, self.overlap,
             self.batch, self.tta, self.multiscale, self.diameter, self.estimate_button, self.show_probabilities,
-            self.new_layer, self.style, self.run_button, self.cancel_button, self.status,
+            self.new_layer, self.mark_changes, self.style, self.run_button, self.job_bar, self.status,
         ])  # fmt: skip
         self.info.native.setWordWrap(True)
+        self.fit.native.setWordWrap(True)
+        self.fit.native.setStyleSheet("color: #ffb020")  # amber: a caution, not an error
         self.status.native.setWordWrap(True)
         self.native.layout().addStretch()  # keep the controls together at the top
         self.model.changed.connect(self._on_model_choice)
@@ -155,6 +174,21 @@ class SegmentSection(Container):
         said = layer.metadata.get("axes") if layer is not None else None
         self.axes.value = said if said in self.axes.choices else AUTO
         self.channel.reset_choices()
+        choice = suggested_model(layer, self._model_choices(), self.memory)
+        if choice is not None and choice != self.model.value:
+            self.model.value = choice  # loads it, and checks the fit
+        else:
+            self._check_fit()
+
+    def _check_fit(self) -> None:
+        """Warn, before anything runs, when the model never saw an image of this one's kind."""
+        layer = self.image.value
+        try:
+            plane = self.plane_data(layer) if layer is not None and self.loaded is not None else None
+        except ValueError:  # a shape that reads no way: Segment explains it
+            plane = None
+        self.fit.value = fit_text(self.loaded, layer, plane)
+        self.fit.visible = bool(self.fit.value)
 
     def _reading(self, layer: Image, channel: int | None) -> AxesReading:
         """The layer's axes: the Axes box's, else the layer's metadata, else a guess from the shape."""
@@ -200,16 +234,10 @@ class SegmentSection(Container):
 
     def use_model(self, loaded: LoadedModel) -> None:
         """Make ``loaded`` the model for the next runs (it stays loaded between runs)."""
-        from napari_usema.model import count_parameters
-
         self.loaded = loaded
         meta = loaded.metadata
-        self.info.value = (
-            f"{meta.task}: {', '.join(meta.class_names)} | {meta.input_channels} input channel(s) | "
-            f"{count_parameters(loaded.model) / 1e6:.1f}M parameters"
-            + (f" | runs at {meta.input_scale:g}x resolution" if meta.input_scale != 1 else "")
-            + (f" | objects ~{meta.object_diameter:.0f} px" if meta.object_diameter else "")
-        )
+        self.info.value, self.info.tooltip = describe_model(loaded)
+        self._check_fit()
         # Start from the model's own multi-scale choice, as the post-process starts from its tuned values.
         label = scales_label(meta.test_scales)
         if label not in self._scale_choices:
@@ -273,6 +301,8 @@ class SegmentSection(Container):
         self.worker.aborted.connect(lambda: self._set_status("Cancelled: no layer was changed."))
         self.worker.finished.connect(self._on_finished)
         self._set_status(f"Segmenting {layer.name}…")
+        if self.model.value not in (None, BROWSE):
+            self.memory.remember(kind_key(layer), self.model.value)
         return self.jobs.start(self.worker, "Segmentation")
 
     def estimate(self) -> GeneratorWorker | None:
@@ -331,6 +361,7 @@ class SegmentSection(Container):
         data, layer_axes = state.layer_labels(np.asarray(result.labels))
         # The labels lie over the image, axis for axis: its pixel size and origin on each.
         transform = spatial_transform(image, reading.axes, layer_axes)
+        before = previous_labels(self.viewer, self.state, image) if result.task == "instance" else None
         labels = write_owned_labels(
             self.viewer, data, f"{image.name} {suffix}", image, force_new=self.new_layer.value, transform=transform, **kwargs
         )
@@ -357,7 +388,8 @@ class SegmentSection(Container):
         self.state = dataclasses.replace(
             state, labels=labels, transform=transform, image_checksum=fingerprint, channel=channel, device=device
         )
-        self._set_status(f"{_summary(result)} in {labels.name}")
+        changed = report_changes(self.viewer, before, labels, mark=self.mark_changes.value, transform=transform)
+        self._set_status(f"{summary(result)} in {labels.name}{changed}")
         self.segmented.emit(self.state)
 
     def _show_style(self, labels: Labels | None = None) -> None:
@@ -375,13 +407,3 @@ class SegmentSection(Container):
 
     def _set_status(self, text: str) -> None:
         self.status.value = text
-
-
-def _summary(result: SegmentationResult) -> str:
-    """``120 objects``, or each foreground class's share of the image: ``polyp 14.2%``."""
-    labels = np.asarray(result.labels)
-    if result.task == "instance":
-        return f"{int(labels.max())} objects"
-    counts = np.bincount(labels.ravel(), minlength=len(result.class_names))
-    shares = [f"{name} {100 * counts[i] / labels.size:.1f}%" for i, name in enumerate(result.class_names) if i > 0]
-    return ", ".join(shares) or "no foreground class"
