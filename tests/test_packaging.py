@@ -91,10 +91,12 @@ def test_cli_info_checkpoint_and_bad_input(tmp_path: Path) -> None:
     assert "not a .safetensors checkpoint" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_readme_states_the_ci_test_command() -> None:
+def test_readme_starts_with_the_two_commands_ci_runs() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
-    command = ci.split('TEST_COMMAND="', 1)[1].split('"', 1)[0]
-    assert command in (ROOT / "README.md").read_text()
+    commands = [ci.split(f"{name}='", 1)[1].split("'\n", 1)[0] for name in ("INSTALL_COMMAND", "TEST_COMMAND")]
+    readme = (ROOT / "README.md").read_text()
+    first_block = readme.split("```bash\n", 1)[1].split("```", 1)[0]
+    assert first_block.splitlines() == commands  # README's first two lines are CI's, in that order
 
 
 def test_bundled_models_resolve_by_name_in_a_checkout() -> None:
