@@ -1,6 +1,7 @@
 """Make the README's screenshots headless: `xvfb-run -a python docs/make_screenshots.py`.
 
-Each picture is the real napari window with the USEMA widget in use on the bundled sample.
+Each picture is the real napari window, at the size napari opens it (no saved settings: its own
+default), with the USEMA widget in use on the bundled sample: what a new user sees.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     viewer, widget = open_demo("nuclei", show=True)
     app = QApplication.instance()
-    viewer.window._qt_window.resize(1400, 900)
+    app.processEvents()
+    size = viewer.window._qt_window.size()
+    print(f"napari's default window: {size.width()}x{size.height()}", flush=True)
     widget.segment.run()
     wait(app, lambda: widget.segment.worker is None)
     labels = widget.segment.state.labels
@@ -105,7 +108,6 @@ def main() -> None:
 
     # An endoscopy frame with the polyps model, which runs its stored multi-scale TTA by default.
     viewer, widget = open_demo("colonoscopy", show=True)
-    viewer.window._qt_window.resize(1400, 900)
     widget.segment.run()
     wait(app, lambda: widget.segment.worker is None)
     widget.segment.style.value = "outline"  # the plugin's own high-contrast classes, as borders

@@ -48,7 +48,7 @@ def test_every_control_of_the_widget_has_a_tooltip_and_shared_ones_match(make_na
     from napari_usema._widgets.main import UsemaWidget
 
     widget = UsemaWidget(make_napari_viewer(), output_folder=tmp_path)
-    sections = [widget.segment, widget.postprocess, widget.correct, widget.finetune, widget.attention]
+    sections = [widget.segment, widget.segment.run_options, widget.postprocess, widget.correct, widget.finetune, widget.attention]
     missing = []
 
     def visit(container: Container, where: str) -> None:

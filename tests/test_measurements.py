@@ -118,6 +118,13 @@ def test_csv_is_written_whole_and_refused_when_present(tmp_path: Path) -> None:
         write_csv(table, tmp_path / "cells.txt")
 
 
+def test_repeated_channel_names_get_their_index() -> None:
+    from napari_usema.analysis.measurements import intensity_columns
+
+    assert intensity_columns(3, ("GFP", "DAPI", "GFP")) == ["mean_intensity_GFP_0", "mean_intensity_DAPI", "mean_intensity_GFP_2"]
+    assert intensity_columns(2) == ["mean_intensity_0", "mean_intensity_1"]
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [
@@ -127,10 +134,9 @@ def test_csv_is_written_whole_and_refused_when_present(tmp_path: Path) -> None:
         (lambda lab, img: measure_objects(lab, axes="ZYX"), "name 3 axes"),
         (lambda lab, img: measure_objects(lab, img[:5]), "does not cover the labels"),
         (lambda lab, img: measure_objects(lab, img, channel_names=("DAPI",)), "1 channel names"),
-        (lambda lab, img: measure_objects(lab, img, channel_names=("a", "a")), "repeat"),
         (lambda lab, img: measure_objects(lab, pixel_size=(0.5, -1)), "two positive sizes"),
     ],
-    ids=["float", "negative", "stack-without-axes", "wrong-axes", "image-shape", "names-count", "names-repeat", "pixel-size"],
+    ids=["float", "negative", "stack-without-axes", "wrong-axes", "image-shape", "names-count", "pixel-size"],
 )
 def test_bad_input_is_refused_before_measuring(call, message: str) -> None:
     labels, image = tiny()

@@ -14,7 +14,7 @@ import yaml
 import napari_usema
 
 ROOT = Path(__file__).resolve().parents[1]
-GUI_MODULES = ("qtpy", "napari", "PyQt5", "PySide2", "PySide6", "magicgui", "vispy")
+GUI_MODULES = ("qtpy", "napari", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "vispy", "superqt")
 FRONT_ENDS = ("napari_usema._widgets", "napari_usema._sample_data", "napari_usema.cli.demo")
 
 

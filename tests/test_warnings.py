@@ -35,8 +35,9 @@ def test_the_plugin_end_to_end_warns_of_nothing_deprecated(make_napari_viewer, q
         widget.segment.use_model(intensity_model)
         widget.segment.run()
         qtbot.waitUntil(lambda: widget.segment.worker is None, timeout=120_000)
-        widget.postprocess.min_size.value = widget.postprocess.min_size.value + 5
-        qtbot.waitUntil(lambda: widget.postprocess.worker is None, timeout=60_000)
+        widget.postprocess.status.value = ""
+        widget.postprocess.min_size.value = widget.postprocess.min_size.value + 5  # a re-tune, after its debounce
+        qtbot.waitUntil(lambda: "re-computed" in widget.postprocess.status.value, timeout=60_000)
         for index in range(widget.tabs.count()):
             widget.tabs.setCurrentIndex(index)
             qtbot.wait(50)

@@ -581,6 +581,30 @@ def test_the_bar_beside_cancel_counts_up_with_the_time_left(qtbot, monkeypatch) 
     assert jobs.time_left(0.4) == "<1 s left" and jobs.time_left(185) == "3 min 5 s left"
 
 
+def test_a_job_that_ends_during_an_update_leaves_no_bar_behind(qtbot, monkeypatch) -> None:
+    """napari's bar processes Qt events while it moves, which can deliver the job's end mid-update: the
+    bar beside Cancel must still go (it once stayed at 100% after every run)."""
+    import napari_usema._widgets.jobs as jobs
+
+    row = jobs.JobBar()
+    job = jobs.JobProgress("test", row)
+
+    class EndsTheJob:  # stands in for napari's bar: moving it runs the finished handler
+        def __init__(self, total: int, desc: str) -> None:
+            self.n, self.total = 0, total
+
+        def update(self, step: int) -> None:
+            self.n += step
+            job.close()
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(jobs, "progress", EndsTheJob)
+    job.set(3, 3)
+    assert row.bar.native.isHidden() and row.left.value == "" and job._bar is None
+
+
 def test_a_rerun_says_what_it_changed_and_marks_it(dock, qtbot, intensity_model) -> None:
     from napari_usema.io.checkpoint import LoadedModel
     from napari_usema.io.metadata import NormalizationRecipe
@@ -598,13 +622,12 @@ def test_a_rerun_says_what_it_changed_and_marks_it(dock, qtbot, intensity_model)
     widget.segment.run()
     wait_for_worker(qtbot, widget.segment)
     second = np.asarray(viewer.layers["nuclei labels"].data)
-    expected = compare_labels(first, second)
+    expected, expected_marks = compare_labels(first, second)
     assert expected.added and expected.removed  # the two runs really differ
     assert f"since the last run: {expected.summary()}" in widget.segment.status.value
     marks = viewer.layers["nuclei labels changes"]
-    assert (marks.data == 1).sum() == np.isin(second, expected.added).sum()
-    gone = np.isin(first, expected.removed) & ~np.isin(second, expected.added)  # where nothing replaced them
-    assert (marks.data == 2).sum() == gone.sum() and set(np.unique(marks.data)) <= {0, 1, 2}
+    np.testing.assert_array_equal(marks.data, expected_marks)
+    assert 1 in marks.data and set(np.unique(marks.data)) <= {0, 1, 2}  # added green (removed magenta, if uncovered)
 
 
 def test_dispersion_takes_the_square_in_view(dock, qtbot) -> None:

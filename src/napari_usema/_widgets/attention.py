@@ -88,8 +88,9 @@ class AttentionExplorer(Container):
         self.planes: list[Plane] = []
         self.steps: list[ExperimentStep] = []
         self.points: dict[tuple[int, int], list[StageAttention]] = {}
+        self._points_of: tuple[Any, Any] | None = None  # the (image layer, model) the points were clicked with
         self.job_bar = JobBar()  # Cancel, and the bar with the time left
-        self._progress = JobProgress("USEMA attention", self.job_bar)
+        self._progress = JobProgress("USEMA attention", self.job_bar, eta=False)  # each crop costs ~16x the last
         self._total = 0
         self.pick = CheckBox(
             text="Click the image to see where the model looks", value=False,
@@ -138,7 +139,8 @@ class AttentionExplorer(Container):
         self.pick.changed.connect(self._toggle_pick)
         self.effective.changed.connect(lambda _: self._show_maps())
         self.dispersion_button.changed.connect(self.run_dispersion)
-        segment.jobs.register([self.dispersion_button], self.cancel_button)
+        # Export too: while a measurement runs its steps are partial.
+        segment.jobs.register([self.dispersion_button, self.export_button], self.cancel_button)
         self.export_button.changed.connect(self.export)
         viewer.dims.events.point.connect(self._show_plane_name)
         viewer.layers.events.removed.connect(self._show_plane_name)
@@ -196,7 +198,9 @@ class AttentionExplorer(Container):
         loaded = self.segment.loaded
         worker = create_worker(_attention_job, loaded, data, self._channel(), box, target)
         scale = loaded.metadata.input_scale  # of this model, even if another is chosen while it runs
-        worker.returned.connect(lambda stages, p=point, b=box, img=layer, s=scale: self._on_maps(stages, p, b, img, s))
+        worker.returned.connect(
+            lambda stages, p=point, b=box, img=layer, s=scale, m=loaded: self._on_maps(stages, p, b, img, s, m)
+        )
         return self._start(worker, f"Finding where the model looks from pixel {point}…")
 
     def _add_point(self, image: Image, point: tuple[int, int]) -> None:
@@ -208,10 +212,19 @@ class AttentionExplorer(Container):
         layer.data = np.concatenate([layer.data, [point]])
 
     def _on_maps(
-        self, stages: list[StageAttention], point: tuple[int, int], box: tuple[int, ...], image: Image, scale: float
+        self,
+        stages: list[StageAttention],
+        point: tuple[int, int],
+        box: tuple[int, ...],
+        image: Image,
+        scale: float,
+        loaded: Any = None,
     ) -> None:
         self.stages, self._box, self._image_layer, self._point = stages, box, image, point
         self.planes = planes_of(stages, scale)
+        if self._points_of != (image, loaded):  # another image or model: its earlier clicks are not this one's
+            self.points.clear()
+            self._points_of = (image, loaded)
         self.points[point] = stages
         self._show_maps()
         self.mean_info.value, self.mean_info.tooltip = mean_weight_text(stages)
@@ -327,7 +340,7 @@ class AttentionExplorer(Container):
         if existing and not self._confirm_replace(existing):
             self.status.value = f"Export cancelled: nothing was written to {out}."
             return None
-        loaded, image = self.segment.loaded, self.segment.image.value
+        image, loaded = self._points_of if self.points and self._points_of else (self.segment.image.value, self.segment.loaded)
         settings = {
             "model": str(loaded.path) if loaded is not None else None,
             "image": image.name if image is not None else None,

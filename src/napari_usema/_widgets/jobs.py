@@ -35,7 +35,8 @@ class JobBar(Container):
         self.margins = (0, 0, 0, 0)
 
     def show_progress(self, done: int, total: int, seconds_left: float | None) -> None:
-        self.left.value = f"{done}/{total}" + (f" · {time_left(seconds_left)}" if seconds_left is not None else "")
+        count = f"{done}/{total}" if total > 0 else ""  # a job of unknown length shows no count
+        self.left.value = count + (f" · {time_left(seconds_left)}" if seconds_left is not None else "")
         self.bar.visible = self.left.visible = True
         self.bar.max, self.bar.value = max(total, 1), min(done, max(total, 1))  # last: it signals the change
 
@@ -48,13 +49,17 @@ class JobProgress:
     """A napari activity-dock progress bar that appears with the first update and goes with the job, and
     the same progress with the time left on the section's :class:`JobBar` when it has one."""
 
-    def __init__(self, desc: str, row: JobBar | None = None) -> None:
+    def __init__(self, desc: str, row: JobBar | None = None, *, eta: bool = True) -> None:
+        """``eta``: show the time left, from the rate so far (not for jobs whose steps grow, such as the
+        attention spread's ever larger crops)."""
         self.desc = desc
         self.row = row
+        self.eta = eta
         self._bar: progress | None = None
         self._busy = False
         self._latest = (0, 1)
         self._started: tuple[float, int] | None = None  # (time, done) of the first update
+        self._close_pending = False  # the job ended during one of our own updates: close after it
 
     def set(self, done: int, total: int) -> None:
         self._latest = (done, total)
@@ -73,10 +78,13 @@ class JobProgress:
                 self._bar.total = total
                 # napari's bar moves on update() (its value event), not on n and refresh().
                 self._bar.update(done - self._bar.n)
-            if self.row is not None:
-                self.row.show_progress(done, total, self._seconds_left(done, total))
+            if self.row is not None and not self._close_pending:
+                self.row.show_progress(done, total, self._seconds_left(done, total) if self.eta else None)
         finally:
             self._busy = False
+        if self._close_pending:
+            self._close_pending = False
+            self.close()
 
     def _seconds_left(self, done: int, total: int) -> float | None:
         """The rate so far, from the first update on (which may come after a model load), applied to
@@ -94,6 +102,11 @@ class JobProgress:
         self.set((self._bar.n if self._bar else 0) + 1, total)
 
     def close(self) -> None:
+        if self._busy:
+            # Called from inside set() (napari's bar processed the job's finished event): closing now
+            # would be undone by the rest of that set(), which would show the bar again; it closes after.
+            self._close_pending = True
+            return
         if self._bar is not None:
             self._bar.close()
             self._bar = None

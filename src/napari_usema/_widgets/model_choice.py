@@ -77,8 +77,9 @@ def suggested_model(layer: Any, choices: list[str], memory: ModelMemory) -> str 
 
 
 def describe_model(loaded: LoadedModel) -> tuple[str, str]:
-    """What the model does, for people (``"Finds each nucleus as its own object · grey or colour
-    images · objects ~18 px across"``), and the exact facts for a tooltip."""
+    """What the model does, for people (``"Finds each object as its own region (an id per object), to
+    count and measure · grey or colour images · objects ~18 px across"``), and the exact facts for a
+    tooltip."""
     from napari_usema.model import count_parameters
 
     meta = loaded.metadata
@@ -100,16 +101,16 @@ def describe_model(loaded: LoadedModel) -> tuple[str, str]:
 
 
 def fit_text(loaded: LoadedModel | None, layer: Any, plane: Any) -> str:
-    """A warning when ``loaded`` never saw an image like ``plane`` (one 2-D plane of ``layer``); empty
-    when it did, when that is unknown, or when the plane is not grey or RGB."""
+    """A warning when ``loaded`` never saw an image like ``plane`` (one 2-D plane of ``layer``, as Segment
+    reads it); empty when it did, when that is unknown, or when the plane is neither grey nor the layer's
+    RGB (fluorescence channels are not colour, whatever their number)."""
     if loaded is None or layer is None or plane is None:
         return ""
-    array = np.asarray(plane)
-    rgb = array.ndim == 3 and array.shape[-1] in (3, 4)
-    if array.ndim != 2 and not rgb:
+    rgb = bool(getattr(layer, "rgb", False))
+    if np.ndim(plane) != (3 if rgb else 2):
         return ""
     try:
-        kind = image_kind(array, rgb=rgb)
+        kind = image_kind(plane, rgb=rgb)  # reads a subsampled grid only: lazy slides stay lazy
     except ValueError:  # non-finite values: Segment refuses them with its own message
         return ""
     name = Path(str(loaded.path)).stem if loaded.path else "this model"

@@ -135,7 +135,7 @@ class LossPlot(ThemedPlot):
         self._start()
         self.axes = self.figure.add_subplot(111)
         self.axes.set_xlabel("training step", fontsize=8)
-        self.axes.set_ylabel("loss (lower = better fit)", fontsize=8)
+        self.axes.set_ylabel("loss (lower: better)", fontsize=8)  # short: the canvas is low
         (self.line,) = self.axes.plot(self.steps, self.losses, color=self.colours["first"])
         self.style(self.axes)
         self.canvas.draw_idle()

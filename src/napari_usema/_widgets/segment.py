@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton
 from napari.layers import Image, Labels
 from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils.colormaps import DirectLabelColormap
@@ -20,10 +20,10 @@ from napari_usema._widgets.jobs import JobBar, JobProgress, JobSlot
 from napari_usema._widgets.layer_reading import AUTO, axes_choices, channel_choices, layer_array, plane_data, read_layer
 from napari_usema._widgets.layers import STYLES, checksum, class_colours, spatial_transform, write_owned_labels
 from napari_usema._widgets.model_choice import ModelMemory, describe_model, fit_text, kind_key, suggested_model
-from napari_usema._widgets.segment_choices import BROWSE, MULTISCALE, STACKS, scales_label, summary
+from napari_usema._widgets.run_options import RunOptions
+from napari_usema._widgets.segment_choices import BROWSE, STACKS, summary
 from napari_usema._widgets.state import Inputs, SegmentationState
 from napari_usema.inference.axes import AxesReading
-from napari_usema.inference.devices import available_devices
 from napari_usema.inference.object_size import size_factor
 from napari_usema.inference.pipeline import SegmentationResult, estimate_diameter, segment
 from napari_usema.inference.planning import NO_LINKS, plan_links, plan_planes
@@ -48,7 +48,6 @@ class SegmentSection(Container):
         jobs: JobSlot | None = None,
         memory: ModelMemory | None = None,
     ) -> None:
-        defaults = TilingConfig()
         self.memory = memory or ModelMemory()  # the last model used on each kind of image
         self.jobs = jobs or JobSlot()  # one long job at a time on this model, across all tabs
         self.viewer = viewer
@@ -59,6 +58,7 @@ class SegmentSection(Container):
         self.job_bar = JobBar()  # Cancel, and the bar with the time left
         self._progress = JobProgress("USEMA segmentation", self.job_bar)
         self._extra_models: dict[str, Path] = {}
+        self._suggested: set[int] = set()  # the layers (by id) already given their default model
         self.model = ComboBox(label="Model", choices=self._model_choices, tooltip=HELP["model"])
         self.checkpoint = FileEdit(
             label="Checkpoint",
@@ -84,15 +84,11 @@ class SegmentSection(Container):
             label="Stack IoU", value=0.25, min=0.01, max=1.0, step=0.05,
             tooltip=HELP["link_iou"],
         )  # fmt: skip
-        self.device = ComboBox(label="Device", choices=available_devices(), value=defaults.device, tooltip=HELP["device"])
-        self.tile = SpinBox(label="Tile", value=defaults.tile, min=16, max=8192, step=16, tooltip=HELP["tile"])
-        self.overlap = FloatSpinBox(label="Overlap", value=defaults.overlap, min=0.0, max=0.9, step=0.05, tooltip=HELP["overlap"])
-        self.batch = SpinBox(label="Batch", value=defaults.batch, min=1, max=256, tooltip=HELP["batch"])
-        self.tta = CheckBox(text="Mirror TTA (4x slower)", value=defaults.tta, tooltip=HELP["tta"])
-        self._scale_choices = dict(MULTISCALE)
-        self.multiscale = ComboBox(
-            label="Multi-scale TTA", choices=list(self._scale_choices), value="off",
-            tooltip=HELP["scales"],
+        self.run_options = RunOptions()  # folded away: device, tiling, TTA, extra layers
+        o = self.run_options
+        self.device, self.tile, self.overlap, self.batch, self.tta = o.device, o.tile, o.overlap, o.batch, o.tta
+        self.multiscale, self.show_probabilities, self.new_layer, self.mark_changes = (
+            o.multiscale, o.show_probabilities, o.new_layer, o.mark_changes,
         )  # fmt: skip
         self.diameter = FloatSpinBox(
             label="Object diameter (px)", value=0.0, min=0.0, max=5000.0, step=1.0,
@@ -102,16 +98,6 @@ class SegmentSection(Container):
             text="Estimate diameter",
             tooltip="measure the objects' diameter with a first pass, and fill the box",
         )
-        self.show_probabilities = CheckBox(text="Add probability layer", value=False, tooltip=HELP["probabilities"])
-        self.new_layer = CheckBox(
-            text="New layer for each run",
-            value=False,
-            tooltip="keep each run's labels instead of updating the last layer",
-        )
-        self.mark_changes = CheckBox(
-            text="Mark what a re-run changed", value=False,
-            tooltip="a layer with the objects a new run added (green) and removed (magenta) against the last run's labels",
-        )  # fmt: skip
         self.style = ComboBox(
             label="Show labels as", choices=list(STYLES), value="fill",
             tooltip="fill: objects coloured in; outline: their borders only, so the image shows through",
@@ -121,20 +107,22 @@ class SegmentSection(Container):
         self.status = Label(label="")
         super().__init__(widgets=[
             self.model, self.checkpoint, self.info, self.image, self.fit, self.axes, self.channel, self.stacks, self.link_iou,
-            self.device, self.tile, self.overlap,
-            self.batch, self.tta, self.multiscale, self.diameter, self.estimate_button, self.show_probabilities,
-            self.new_layer, self.mark_changes, self.style, self.run_button, self.job_bar, self.status,
+            self.diameter, self.estimate_button, self.style, self.run_button, self.job_bar, self.status,
         ])  # fmt: skip
         self.info.native.setWordWrap(True)
         self.fit.native.setWordWrap(True)
-        self.fit.native.setStyleSheet("color: #ffb020")  # amber: a caution, not an error
+        self.fit.native.setStyleSheet("color: #d98c00")  # amber, readable on dark and light themes: a caution
         self.status.native.setWordWrap(True)
+        self.native.layout().insertWidget(self.index(self.style) + 1, self.run_options.fold)  # a Qt fold among magicgui rows
         self.native.layout().addStretch()  # keep the controls together at the top
+        self.link_iou.visible = False  # only when planes are joined
+        self.stacks.changed.connect(lambda choice: setattr(self.link_iou, "visible", choice != STACKS[0]))
         self.model.changed.connect(self._on_model_choice)
         self.checkpoint.changed.connect(lambda path: self.use_checkpoint(Path(path)))
         self.image.changed.connect(self._on_image)
         self.style.changed.connect(lambda _: self._show_style())
-        self.axes.changed.connect(lambda _: self.channel.reset_choices())
+        self.axes.changed.connect(lambda _: (self.channel.reset_choices(), self._check_fit()))
+        self.channel.changed.connect(lambda _: self._check_fit())
         self.run_button.changed.connect(self.run)
         self.estimate_button.changed.connect(self.estimate)
         self.jobs.register([self.run_button], self.cancel_button)
@@ -174,7 +162,12 @@ class SegmentSection(Container):
         said = layer.metadata.get("axes") if layer is not None else None
         self.axes.value = said if said in self.axes.choices else AUTO
         self.channel.reset_choices()
-        choice = suggested_model(layer, self._model_choices(), self.memory)
+        # A layer's own model (a sample's) or the last used on its kind, once per layer and never during a
+        # job: after that the model is the user's choice (a fine-tuned one stays when they switch back).
+        first_time = layer is not None and id(layer) not in self._suggested
+        choice = suggested_model(layer, self._model_choices(), self.memory) if first_time and not self.jobs.busy else None
+        if layer is not None:
+            self._suggested.add(id(layer))
         if choice is not None and choice != self.model.value:
             self.model.value = choice  # loads it, and checks the fit
         else:
@@ -239,24 +232,13 @@ class SegmentSection(Container):
         self.info.value, self.info.tooltip = describe_model(loaded)
         self._check_fit()
         # Start from the model's own multi-scale choice, as the post-process starts from its tuned values.
-        label = scales_label(meta.test_scales)
-        if label not in self._scale_choices:
-            self._scale_choices[label] = meta.test_scales
-            self.multiscale.choices = list(self._scale_choices)
-        self.multiscale.value = label
+        self.run_options.use_scales(meta.test_scales)
         self.jobs.refresh()  # Estimate needs a model that records its objects' diameter
         self.model_changed.emit(loaded)
 
     # --- running -------------------------------------------------------------------------------
     def tiling(self) -> TilingConfig:
-        return TilingConfig(
-            tile=self.tile.value,
-            overlap=self.overlap.value,
-            batch=self.batch.value,
-            tta=self.tta.value,
-            scales=self._scale_choices[self.multiscale.value],
-            device=self.device.value,
-        )
+        return self.run_options.tiling()
 
     def _knows_its_diameter(self) -> bool:
         return self.loaded is not None and self.loaded.metadata.object_diameter is not None
@@ -295,15 +277,21 @@ class SegmentSection(Container):
             axes=inputs.reading, links=inputs.links,
         )  # fmt: skip
         self.worker.yielded.connect(self._on_progress)
-        run = {"channel": inputs.channel, "device": self.device.value}
+        # The result is the model's that ran, whatever the Model box says by the time it arrives.
+        run = {"channel": inputs.channel, "device": self.device.value, "loaded": self.loaded}
         self.worker.returned.connect(lambda result, img=layer, r=inputs.reading: self._on_result(result, img, r, **run))
+        choice, kind = self.model.value, kind_key(layer)
+        self.worker.returned.connect(lambda _: self._remember(kind, choice))
         self.worker.errored.connect(lambda err: show_error(f"Segmentation failed: {err}"))
         self.worker.aborted.connect(lambda: self._set_status("Cancelled: no layer was changed."))
         self.worker.finished.connect(self._on_finished)
         self._set_status(f"Segmenting {layer.name}…")
-        if self.model.value not in (None, BROWSE):
-            self.memory.remember(kind_key(layer), self.model.value)
         return self.jobs.start(self.worker, "Segmentation")
+
+    def _remember(self, kind: str, choice: str | None) -> None:
+        """After a run that finished: the model for the next image of this kind."""
+        if choice not in (None, BROWSE):
+            self.memory.remember(kind, choice)
 
     def estimate(self) -> GeneratorWorker | None:
         """Estimate the objects' diameter with a first pass at the model's scale; fills the box."""
@@ -346,8 +334,10 @@ class SegmentSection(Container):
         reading: AxesReading | None = None,
         channel: int | None = None,
         device: str = "cpu",
+        loaded: LoadedModel | None = None,
     ) -> None:
-        assert self.loaded is not None
+        loaded = loaded or self.loaded
+        assert loaded is not None
         suffix = "labels" if result.task == "instance" else "classes"
         kwargs: dict[str, Any] = {}
         if result.task == "semantic":
@@ -355,7 +345,7 @@ class SegmentSection(Container):
         shape = tuple(layer_array(image).shape)
         reading = reading or self._reading(image, None)
         state = SegmentationState(
-            image, None, result.probabilities, self.loaded, result.size, result.axes, result.links,
+            image, None, result.probabilities, loaded, result.size, result.axes, result.links,
             placement=(reading, shape, image.rgb),
         )  # fmt: skip
         data, layer_axes = state.layer_labels(np.asarray(result.labels))
@@ -365,7 +355,7 @@ class SegmentSection(Container):
         labels = write_owned_labels(
             self.viewer, data, f"{image.name} {suffix}", image, force_new=self.new_layer.value, transform=transform, **kwargs
         )
-        labels.metadata["usema_model"] = str(self.loaded.path) if self.loaded.path else "in-memory model"
+        labels.metadata["usema_model"] = str(loaded.path) if loaded.path else "in-memory model"
         labels.metadata["axes"] = layer_axes
         if result.task == "semantic":
             # napari's default palette puts dark red on reddish tissue; these stand out on any image.
@@ -388,7 +378,7 @@ class SegmentSection(Container):
         self.state = dataclasses.replace(
             state, labels=labels, transform=transform, image_checksum=fingerprint, channel=channel, device=device
         )
-        changed = report_changes(self.viewer, before, labels, mark=self.mark_changes.value, transform=transform)
+        changed = report_changes(self.viewer, before, result, self.state, labels, mark=self.mark_changes.value)
         self._set_status(f"{summary(result)} in {labels.name}{changed}")
         self.segmented.emit(self.state)
 

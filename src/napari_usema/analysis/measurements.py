@@ -160,16 +160,17 @@ def write_csv(table: Table, path: str | Path, *, overwrite: bool = False) -> Pat
 
 
 def intensity_columns(count: int, channel_names: Sequence[str] = ()) -> list[str]:
-    """The mean-intensity columns for ``count`` channels: named after the channels where given.
+    """The mean-intensity columns for ``count`` channels: named after the channels where given; a name
+    that repeats (two channels a file calls "GFP") gets its channel's index, ``mean_intensity_GFP_2``.
 
     Raises:
-        ValueError: names that are not one per channel, or repeated.
+        ValueError: names that are not one per channel.
     """
     names = [str(n) for n in channel_names]
     if names and len(names) != count:
         raise ValueError(f"{len(names)} channel names ({', '.join(names)}) for an image of {count} channel(s)")
-    if len(set(names)) != len(names):
-        raise ValueError(f"the channel names repeat ({', '.join(names)}): each intensity column needs its own")
+    repeated = {n for n in names if names.count(n) > 1}
+    names = [f"{n}_{i}" if n in repeated else n for i, n in enumerate(names)]
     return [f"mean_intensity_{name}" for name in (names or range(count))]
 
 

@@ -26,7 +26,7 @@ def open_demo(sample: str = "nuclei", model: str | None = None, show: bool = Tru
     ((data, kwargs, _),) = (nuclei_sample if sample == "nuclei" else colonoscopy_sample)()
     viewer.add_image(data, **kwargs)
     widget = UsemaWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="USEMA segmentation", area="right")
+    viewer.window.add_dock_widget(widget, name="Segment, correct and fine-tune (USEMA)", area="right")
     widget.reset_choices()
     wanted = model or ("nuclei" if sample == "nuclei" else "polyps")
     if wanted in available_models():

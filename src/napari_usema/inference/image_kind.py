@@ -49,11 +49,11 @@ class ImageKind:
 
 def image_kind(image: Any, *, rgb: bool) -> ImageKind:
     """The kind of one 2-D image ``(H, W)``, or ``(H, W, C)`` with ``rgb`` (C = 3 or 4, alpha ignored)."""
-    array = np.asarray(image)
-    if array.ndim != (3 if rgb else 2):
-        raise ValueError(f"expected one {'(H, W, 3)' if rgb else '(H, W)'} image, got shape {array.shape}")
-    step = max(1, max(array.shape[:2]) // _SAMPLE)
-    array = np.asarray(array[::step, ::step], np.float32)
+    shape = tuple(np.shape(image))
+    if len(shape) != (3 if rgb else 2):
+        raise ValueError(f"expected one {'(H, W, 3)' if rgb else '(H, W)'} image, got shape {shape}")
+    step = max(1, max(shape[:2]) // _SAMPLE)
+    array = np.asarray(image[::step, ::step], np.float32)  # the grid only: a lazy slide is not read whole
     if not np.isfinite(array).all():
         raise ValueError("the image holds NaN or infinite values")
     colour = False
@@ -94,11 +94,14 @@ def trained_kinds(loaded: Any) -> dict[str, int] | None:
     recorded = loaded.metadata.provenance.get("image_kinds")
     if isinstance(recorded, dict) and recorded:
         return {str(k): int(v) for k, v in recorded.items()}
-    from ..io.bundled import BUNDLED
+    from ..io.bundled import BUNDLED, weights_dir
 
-    name = getattr(loaded, "path", None)
+    path = getattr(loaded, "path", None)
+    if path is None:
+        return None
     for model, file in BUNDLED.items():
-        if name is not None and str(name).endswith(file):
+        bundled = weights_dir() / file
+        if bundled.is_file() and Path(path).resolve() == bundled.resolve():  # the file itself, not a namesake
             return BUNDLED_KINDS.get(model)
     return None
 

@@ -54,13 +54,18 @@ class CorrectedPair:
 
 
 def _kinds_after(parent: LoadedModel, pairs: Sequence[CorrectedPair]) -> dict[str, int] | None:
-    """The parent's training image kinds (when known) plus those of the corrected images: what the
-    fine-tuned model has seen, for its warning on images unlike them."""
-    try:
-        own = count_kinds(image_kind(p.image, rgb=np.ndim(p.image) == 3 and np.shape(p.image)[-1] in (3, 4)) for p in pairs)
-    except ValueError:  # a multichannel fluorescence image: no kind to record
-        return trained_kinds(parent)
-    inherited = trained_kinds(parent) or {}
+    """The parent's training image kinds plus those of the corrected images: what the fine-tuned model
+    has seen, for its warning on images unlike them. None where the parent's are unknown: a few
+    corrected images are not all it has seen."""
+    inherited = trained_kinds(parent)
+    if inherited is None:
+        return None
+    kinds = []
+    for pair in pairs:
+        rgb = np.ndim(pair.image) == 3 and np.shape(pair.image)[-1] in (3, 4)
+        if np.ndim(pair.image) == 2 or rgb:  # a multichannel fluorescence image has no such kind
+            kinds.append(image_kind(pair.image, rgb=rgb))
+    own = count_kinds(kinds)
     return {k: inherited.get(k, 0) + own.get(k, 0) for k in {*inherited, *own}}
 
 
