@@ -76,10 +76,10 @@ class JobProgress:
             while applied != self._latest:
                 applied = done, total = self._latest
                 self._bar.total = total
+                if self.row is not None:  # first: moving napari's bar may deliver the next value, or the end
+                    self.row.show_progress(done, total, self._seconds_left(done, total) if self.eta else None)
                 # napari's bar moves on update() (its value event), not on n and refresh().
                 self._bar.update(done - self._bar.n)
-            if self.row is not None and not self._close_pending:
-                self.row.show_progress(done, total, self._seconds_left(done, total) if self.eta else None)
         finally:
             self._busy = False
         if self._close_pending:
