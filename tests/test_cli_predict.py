@@ -156,7 +156,7 @@ def test_predict_under_torchrun_shards_files_across_two_processes(
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert sorted(p.name for p in out.iterdir()) == [f"img{i}.tif" for i in range(5)]
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"img{i}{ext}" for i in range(5) for ext in (".json", ".tif"))
     # Each file was written by exactly one rank.
     wrote = [line for line in result.stderr.splitlines() if line.startswith("wrote ")]
     assert len(wrote) == 5 and len(set(wrote)) == 5

@@ -98,13 +98,13 @@ def test_a_folder_run_goes_past_a_bad_image_and_skip_existing_finishes_it(
     assert run_cli("predict", folder, "--model", tiny_instance_checkpoint, "--out", out) == 1
     err = capsys.readouterr().err
     assert "1 of 3 input(s) failed" in err and "c.tif" in err
-    assert sorted(p.name for p in out.iterdir()) == ["a.tif", "b.tif"]  # the good ones, and nothing partial
+    assert sorted(p.name for p in out.iterdir()) == ["a.json", "a.tif", "b.json", "b.tif"]  # the good ones, nothing partial
     (folder / "c.tif").unlink()
     tifffile.imwrite(folder / "c.tif", np.zeros((48, 64), np.uint8))  # the user fixes the file
     written = (out / "a.tif").stat().st_mtime_ns
     assert run_cli("predict", folder, "--model", tiny_instance_checkpoint, "--out", out) == 2  # a and b exist
     assert run_cli("predict", folder, "--model", tiny_instance_checkpoint, "--out", out, "--skip-existing") == 0
-    assert sorted(p.name for p in out.iterdir()) == ["a.tif", "b.tif", "c.tif"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.json", "a.tif", "b.json", "b.tif", "c.json", "c.tif"]
     assert (out / "a.tif").stat().st_mtime_ns == written  # left alone
     assert "skipped 2 input(s)" in capsys.readouterr().err
 

@@ -158,3 +158,32 @@ def test_a_stack_is_measured_per_plane_and_saved_with_its_plane(dock, qtbot, int
     for z in (0, 1):
         ids = [int(r["label"]) for r in rows if r["z"] == str(z)]
         assert ids == sorted(np.unique(labels[z][labels[z] > 0]))
+
+
+@pytest.mark.filterwarnings("ignore:No data written")  # napari's word for the refused plain layer
+def test_saving_a_usema_layer_writes_its_provenance_beside_it(dock, qtbot, intensity_model, tmp_path: Path) -> None:
+    import json
+
+    import tifffile
+    from napari.plugins.io import save_layers
+
+    viewer, widget = dock
+    widget.segment.use_model(intensity_model)
+    widget.segment.run()
+    qtbot.waitUntil(lambda: widget.segment.worker is None, timeout=120_000)
+    layer = viewer.layers["nuclei labels"]
+    widget.postprocess.min_size.value = 33  # a re-tune: the record must name it
+    qtbot.waitUntil(lambda: "re-computed" in widget.postprocess.status.value, timeout=60_000)
+    written = save_layers(str(tmp_path / "cells.usema.tif"), [layer])
+    assert sorted(Path(p).name for p in written) == ["cells.usema.json", "cells.usema.tif"]
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "cells.usema.tif"), layer.data)
+    record = json.loads((tmp_path / "cells.usema.json").read_text())
+    assert record["options"]["watershed"]["min_size"] == 33 and record["options"]["tiling"]["tile"] == widget.segment.tile.value
+    assert record["model"]["task"] == "instance" and record["input"]["shape"] == list(layer.data.shape)
+    assert record["edited_after_run"] is False and record["seconds"] >= 0
+    plain = viewer.add_labels(np.zeros((8, 8), np.uint8), name="mine")
+    try:  # napari reports the writer's refusal (its version decides how): nothing is written either way
+        assert not save_layers(str(tmp_path / "mine.usema.tif"), [plain])
+    except ValueError as err:
+        assert "was not made by USEMA's Segment" in str(err)  # noqa: PT017
+    assert not (tmp_path / "mine.usema.tif").exists() and not (tmp_path / "mine.usema.json").exists()

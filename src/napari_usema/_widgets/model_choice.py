@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +67,15 @@ class ModelMemory:
             pass
 
 
-def suggested_model(layer: Any, choices: list[str], memory: ModelMemory) -> str | None:
-    """The model choice for ``layer``: the one its metadata names, else the last used on its kind."""
-    if layer is None:
+def suggested_model(layer: Any, choices: list[str], memory: ModelMemory, seen: set[int], *, busy: bool) -> str | None:
+    """The model choice for ``layer``: the one its metadata names, else the last used on its kind.
+
+    Once per layer (``seen`` holds the ids of those already given theirs) and never while a job runs:
+    after that the model is the user's choice, and a fine-tuned one stays when they switch back.
+    """
+    if layer is None or id(layer) in seen or busy:
         return None
+    seen.add(id(layer))
     for candidate in (layer.metadata.get(SUGGESTED), memory.recall(kind_key(layer))):
         if candidate in choices:
             return candidate
@@ -100,11 +106,15 @@ def describe_model(loaded: LoadedModel) -> tuple[str, str]:
     return " · ".join(parts), exact
 
 
-def fit_text(loaded: LoadedModel | None, layer: Any, plane: Any) -> str:
-    """A warning when ``loaded`` never saw an image like ``plane`` (one 2-D plane of ``layer``, as Segment
-    reads it); empty when it did, when that is unknown, or when the plane is neither grey nor the layer's
-    RGB (fluorescence channels are not colour, whatever their number)."""
-    if loaded is None or layer is None or plane is None:
+def fit_text(loaded: LoadedModel | None, layer: Any, plane_of: Callable[[Any], Any]) -> str:
+    """A warning when ``loaded`` never saw an image like ``layer``'s plane (``plane_of(layer)``, one 2-D
+    plane as Segment reads it); empty when it did, when that is unknown, or when the plane is neither
+    grey nor the layer's RGB (fluorescence channels are not colour, whatever their number)."""
+    if loaded is None or layer is None:
+        return ""
+    try:
+        plane = plane_of(layer)
+    except ValueError:  # a shape that reads no way: Segment explains it
         return ""
     rgb = bool(getattr(layer, "rgb", False))
     if np.ndim(plane) != (3 if rgb else 2):

@@ -11,6 +11,7 @@ layer's ``features`` (hovering over an object shows its row), and Save measureme
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from collections.abc import Callable
@@ -38,6 +39,7 @@ from napari_usema._widgets.layers import (
 )
 from napari_usema._widgets.segment import SegmentSection
 from napari_usema._widgets.state import SegmentationState
+from napari_usema._widgets.writer import RECORD, retuned
 from napari_usema.analysis.measurements import measure_classes, measure_objects, write_csv
 from napari_usema.inference.object_size import watershed_at_size
 from napari_usema.inference.planning import LARGE_PLANE_PIXELS
@@ -181,7 +183,7 @@ class PostprocessSection(Container):
         if config != self.config() or state is not self.segment.state:
             return  # superseded: a newer value (or a new segmentation) follows
         labels, layer_axes = state.layer_labels(labels)  # laid out as the image layer is
-        layer = state.labels
+        layer = original = state.labels
         if layer in self.segment.viewer.layers and is_edited(layer):
             # Painted corrections are the user's: keep them and show the new labels beside them.
             name = f"{layer.name} (re-tuned)"
@@ -193,6 +195,9 @@ class PostprocessSection(Container):
         else:
             layer.data = labels
             mark_written(layer)
+        if layer is not original and RECORD in original.metadata:  # the re-tuned copy of an edited layer
+            layer.metadata[RECORD] = copy.deepcopy(original.metadata[RECORD])
+        retuned(layer, config)  # its provenance names the watershed that made it
         self.status.value = f"{int(labels.max())} objects, re-computed in {elapsed:.2f} s"
         self.measure(state)
 

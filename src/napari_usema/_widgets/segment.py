@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from napari_usema._widgets.model_choice import ModelMemory, describe_model, fit_
 from napari_usema._widgets.run_options import RunOptions
 from napari_usema._widgets.segment_choices import BROWSE, STACKS, summary
 from napari_usema._widgets.state import Inputs, SegmentationState
+from napari_usema._widgets.writer import RECORD, run_record
 from napari_usema.inference.axes import AxesReading
 from napari_usema.inference.object_size import size_factor
 from napari_usema.inference.pipeline import SegmentationResult, estimate_diameter, segment
@@ -162,12 +164,7 @@ class SegmentSection(Container):
         said = layer.metadata.get("axes") if layer is not None else None
         self.axes.value = said if said in self.axes.choices else AUTO
         self.channel.reset_choices()
-        # A layer's own model (a sample's) or the last used on its kind, once per layer and never during a
-        # job: after that the model is the user's choice (a fine-tuned one stays when they switch back).
-        first_time = layer is not None and id(layer) not in self._suggested
-        choice = suggested_model(layer, self._model_choices(), self.memory) if first_time and not self.jobs.busy else None
-        if layer is not None:
-            self._suggested.add(id(layer))
+        choice = suggested_model(layer, self._model_choices(), self.memory, self._suggested, busy=self.jobs.busy)
         if choice is not None and choice != self.model.value:
             self.model.value = choice  # loads it, and checks the fit
         else:
@@ -175,12 +172,7 @@ class SegmentSection(Container):
 
     def _check_fit(self) -> None:
         """Warn, before anything runs, when the model never saw an image of this one's kind."""
-        layer = self.image.value
-        try:
-            plane = self.plane_data(layer) if layer is not None and self.loaded is not None else None
-        except ValueError:  # a shape that reads no way: Segment explains it
-            plane = None
-        self.fit.value = fit_text(self.loaded, layer, plane)
+        self.fit.value = fit_text(self.loaded, self.image.value, self.plane_data)
         self.fit.visible = bool(self.fit.value)
 
     def _reading(self, layer: Image, channel: int | None) -> AxesReading:
@@ -278,7 +270,8 @@ class SegmentSection(Container):
         )  # fmt: skip
         self.worker.yielded.connect(self._on_progress)
         # The result is the model's that ran, whatever the Model box says by the time it arrives.
-        run = {"channel": inputs.channel, "device": self.device.value, "loaded": self.loaded}
+        run = {"channel": inputs.channel, "device": self.device.value, "loaded": self.loaded, "tiling": self.tiling()}
+        run["started"] = time.perf_counter()
         self.worker.returned.connect(lambda result, img=layer, r=inputs.reading: self._on_result(result, img, r, **run))
         choice, kind = self.model.value, kind_key(layer)
         self.worker.returned.connect(lambda _: self._remember(kind, choice))
@@ -335,6 +328,8 @@ class SegmentSection(Container):
         channel: int | None = None,
         device: str = "cpu",
         loaded: LoadedModel | None = None,
+        tiling: TilingConfig | None = None,
+        started: float | None = None,
     ) -> None:
         loaded = loaded or self.loaded
         assert loaded is not None
@@ -357,6 +352,10 @@ class SegmentSection(Container):
         )
         labels.metadata["usema_model"] = str(loaded.path) if loaded.path else "in-memory model"
         labels.metadata["axes"] = layer_axes
+        seconds = time.perf_counter() - started if started else 0.0
+        labels.metadata[RECORD] = run_record(
+            loaded, image, tiling or self.tiling(), self.watershed, result, channel=channel, axes=reading.axes, seconds=seconds
+        )
         if result.task == "semantic":
             # napari's default palette puts dark red on reddish tissue; these stand out on any image.
             labels.colormap = DirectLabelColormap(color_dict=class_colours(len(result.class_names)))

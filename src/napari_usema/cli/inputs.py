@@ -52,9 +52,10 @@ def output_stem(path: Path) -> str:
 
 def output_paths(path: Path, args: argparse.Namespace) -> list[Path]:
     """``path``'s outputs in ``--out``: ``NAME.tif``, then ``NAME_probabilities.tif`` with
-    ``--probabilities`` and ``NAME_measurements.csv`` with ``--measurements``, in that order."""
+    ``--probabilities`` and ``NAME_measurements.csv`` with ``--measurements``, and last ``NAME.json``,
+    the provenance record (``io/provenance.py``), in that order."""
     name = output_stem(path)
-    wanted = {".tif": True, "_probabilities.tif": args.probabilities, "_measurements.csv": args.measurements}
+    wanted = {".tif": True, "_probabilities.tif": args.probabilities, "_measurements.csv": args.measurements, ".json": True}
     return [args.out / f"{name}{suffix}" for suffix, asked in wanted.items() if asked]
 
 

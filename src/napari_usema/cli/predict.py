@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -212,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
             if (line := job.describe(path.name)) is not None:
                 bar.note(line)
             try:
-                found = _predict_one(loaded, job, path.name, planned[path], tiling, watershed, args, bar)
+                found = _predict_one(loaded, job, path, planned[path], tiling, watershed, args, bar)
             except (ValueError, OSError) as err:  # one bad file must not stop a folder: report it, go on
                 failed.append(f"{path}: {err}")
                 bar.note(f"failed {path.name} ({i + 1}/{len(mine)}): {err}")
@@ -232,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
 def _predict_one(
     loaded: LoadedModel,
     job: InputPlan,
-    name: str,
+    path: Path,
     outputs: list[Path],
     tiling: TilingConfig,
     watershed: WatershedConfig,
@@ -246,9 +247,12 @@ def _predict_one(
     from napari_usema.inference.pipeline import disk_array, drive, segment
     from napari_usema.io.image_info import tiff_options
     from napari_usema.io.images import write_labels_banded, write_tiff
+    from napari_usema.io.provenance import write_record
 
     out, replace = outputs[0], args.overwrite or args.skip_existing
+    name = path.name
     h, w = job.plan.shape
+    started = time.perf_counter()
 
     def show(p) -> None:
         if p.done == 1:
@@ -290,9 +294,49 @@ def _predict_one(
         options = tiff_options(job.info, probability_axes)
         write_tiff(outputs[1], result.probabilities, overwrite=replace, **options)
     if table is not None:
-        write_csv(table, outputs[-1], overwrite=replace)
-        found += f"; measurements in {outputs[-1].name}"
+        write_csv(table, outputs[-2], overwrite=replace)
+        found += f"; measurements in {outputs[-2].name}"
+    record = provenance(loaded, job, path, result, tiling, watershed, args, time.perf_counter() - started)
+    write_record(outputs[-1], record, overwrite=replace)  # last: a record vouches for files that exist
     return found
+
+
+def provenance(
+    loaded: LoadedModel,
+    job: InputPlan,
+    path: Path,
+    result: SegmentationResult,
+    tiling: TilingConfig,
+    watershed: WatershedConfig,
+    args: argparse.Namespace,
+    seconds: float,
+) -> dict:
+    """The record written beside the labels: the model, every option in effect, the input, the time,
+    and the ``usema predict`` line that makes the same labels again."""
+    import dataclasses
+
+    from napari_usema.io.provenance import jsonable, predict_command, result_record
+
+    meta = loaded.metadata
+    # The diameter in effect (auto resolved to what it measured), so the line re-runs without estimating.
+    diameter = meta.object_diameter / result.size if meta.object_diameter and result.size != 1 else None
+    used = dataclasses.replace(tiling, scales=meta.test_scales if tiling.scales is None else tiling.scales)
+    options = {
+        "task": meta.task,
+        "tiling": jsonable(used),
+        "tile_given": args.tile is not None,
+        "watershed": jsonable(watershed),
+        "diameter": diameter,
+        "channel": job.channel,
+        "axes": job.reading.axes,
+        "level": args.level,
+        "links": {"stitch": job.links.stitch, "track": job.links.track},
+    }
+    command = predict_command(path.resolve(), loaded.path or args.model, args.out, options)
+    return result_record(
+        model_name=str(args.model), model_path=loaded.path, task=meta.task, options=options,
+        input_path=path, input_shape=tuple(job.image.shape), seconds=seconds, command=command,
+    )  # fmt: skip
 
 
 def measurements(result: SegmentationResult, job: InputPlan) -> dict:

@@ -1,0 +1,55 @@
+"""Provenance beside every result: ``usema predict`` writes NAME.json, and its command makes the same labels."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_usema._sample_data import load_nuclei
+from napari_usema.cli.main import main
+from napari_usema.io.bundled import resolve_model
+from napari_usema.io.provenance import file_sha256, record_path
+
+
+@pytest.fixture
+def crop(tmp_path: Path) -> Path:
+    path = tmp_path / "cells.tif"
+    tifffile.imwrite(path, np.asarray(load_nuclei())[:128, :160])
+    return path
+
+
+def test_predict_writes_a_record_whose_command_makes_the_same_labels(crop: Path, tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    options = ["--tile", "96", "--overlap", "0.3", "--min-size", "20", "--interior-threshold", "0.8", "--diameter", "22"]
+    assert main(["predict", str(crop), "--model", "nuclei", "--out", str(first), *options]) == 0
+    record = json.loads((first / "cells.json").read_text())
+    assert record["model"]["sha256"] == file_sha256(resolve_model("nuclei")) and record["model"]["task"] == "instance"
+    assert record["input"]["sha256"] == file_sha256(crop) and record["input"]["shape"] == [128, 160]
+    assert record["options"]["tiling"]["tile"] == 96 and record["options"]["tiling"]["overlap"] == 0.3
+    assert record["options"]["watershed"]["min_size"] == 20 and record["options"]["watershed"]["interior_threshold"] == 0.8
+    assert record["options"]["diameter"] == pytest.approx(22)
+    assert {"napari-usema", "torch", "numpy", "python"} <= set(record["versions"]) and record["seconds"] > 0
+    # The recorded line, into another folder, makes the same labels, bit for bit (CPU).
+    argv = shlex.split(record["command"])
+    assert argv[:2] == ["usema", "predict"]
+    argv[argv.index("--out") + 1] = str(tmp_path / "again")
+    assert main(argv[1:]) == 0
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "again" / "cells.tif"), tifffile.imread(first / "cells.tif"))
+
+
+def test_an_existing_record_is_refused_before_any_work(crop: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "cells.json").write_text("{}")
+    assert main(["predict", str(crop), "--model", "nuclei", "--out", str(out)]) != 0
+    assert "cells.json exists" in capsys.readouterr().err
+    assert not (out / "cells.tif").exists() and (out / "cells.json").read_text() == "{}"
+
+
+def test_record_path_sits_beside_the_labels() -> None:
+    assert record_path("out/a.tif") == Path("out/a.json") and record_path("out/a.v2.tif") == Path("out/a.v2.json")
