@@ -28,6 +28,7 @@ LAYERS = {
     "inference": 4,
     "analysis": 5,
     "training": 6,
+    "interop": 6,  # models out: ONNX graphs, BioImage.IO packages
     "benchmarks": 7,  # front ends: `usema bench`, napari's samples and widgets, the command line
     "_sample_data": 7,
     "_widgets": 8,

@@ -185,5 +185,5 @@ def test_saving_a_usema_layer_writes_its_provenance_beside_it(dock, qtbot, inten
     try:  # napari reports the writer's refusal (its version decides how): nothing is written either way
         assert not save_layers(str(tmp_path / "mine.usema.tif"), [plain])
     except ValueError as err:
-        assert "was not made by USEMA's Segment" in str(err)  # noqa: PT017
+        assert "was not made by USEMA's Segment" in str(err)
     assert not (tmp_path / "mine.usema.tif").exists() and not (tmp_path / "mine.usema.json").exists()

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from napari_usema import __version__
-from napari_usema.cli import bench, demo, dispersion, evaluate, info, predict, train
+from napari_usema.cli import bench, demo, dispersion, evaluate, export, info, predict, train
 
 COMMANDS = {
     "predict": predict,
@@ -19,6 +19,7 @@ COMMANDS = {
     "finetune": train,  # registers itself beside train: both share the data options
     "dispersion": dispersion,
     "info": info,
+    "export": export,
     "bench": bench,
     "demo": demo,  # imports napari only when run
 }

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -167,7 +168,9 @@ class SEMAAttention(nn.Module):
         qw, kw, vw = (t.view(t.shape[0], t.shape[1], heads, d).transpose(1, 2) for t in windows)  # (B*nW, heads, T, d)
 
         mask = None
-        if not bool(key_real.all()):
+        # While exporting (ONNX, torch.export) the mask is always built: whether a window holds padding
+        # depends on the image size, which a graph of dynamic height and width does not know yet.
+        if _exporting() or not bool(key_real.all()):
             # A window of padding only would have no key to attend to: let it see itself (cropped later).
             key_real = key_real | ~key_real.any(dim=-1, keepdim=True)
             n_win = key_real.shape[0]
@@ -195,6 +198,13 @@ class SEMAAttention(nn.Module):
         return (
             f"dim={self.dim}, heads={self.num_heads}, mode={self.mode}, window={self.window_size}, global_mean={self.global_mean}"
         )
+
+
+def _exporting() -> bool:
+    """True inside ``torch.export`` / ``torch.onnx.export`` (and TorchScript tracing)."""
+    compiler = getattr(torch, "compiler", None)
+    is_exporting = getattr(compiler, "is_exporting", None)
+    return bool(is_exporting and is_exporting()) or torch.jit.is_tracing()
 
 
 def full_attention_reference(q: Tensor, k: Tensor, v: Tensor) -> Tensor:

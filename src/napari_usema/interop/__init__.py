@@ -1,0 +1,1 @@
+"""Models that leave napari-usema: ONNX graphs (and, from them, BioImage.IO packages)."""

@@ -1,0 +1,48 @@
+"""``usema export --format onnx``: a graph of dynamic batch, height and width that ONNX Runtime runs as PyTorch does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+from napari_usema.cli.main import main
+from napari_usema.interop.onnx_export import TOLERANCE, check_onnx, export_onnx, size_step
+from napari_usema.io.checkpoint import load_checkpoint
+
+pytestmark = pytest.mark.filterwarnings(r"ignore:`isinstance\(treespec, LeafSpec\)` is deprecated")  # torch.export's own
+
+
+def test_the_graph_runs_any_multiple_of_its_step_as_pytorch_does(tiny_instance_checkpoint: Path, tmp_path: Path) -> None:
+    import onnxruntime
+    import torch
+
+    loaded = load_checkpoint(tiny_instance_checkpoint)
+    out = export_onnx(loaded, tmp_path / "tiny.onnx")
+    assert check_onnx(loaded, out) <= TOLERANCE  # two sizes and two batch sizes
+    step = size_step(loaded.metadata.config)
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = torch.randn(3, 1, 3 * step, 5 * step)
+    with torch.no_grad():
+        expected = loaded.model(x).numpy()
+    got = session.run(["logits"], {"image": x.numpy()})[0]
+    assert got.shape == (3, 3, 3 * step, 5 * step) and np.abs(got - expected).max() <= TOLERANCE
+    assert all(not p.name.endswith(".part") for p in tmp_path.iterdir())  # written whole
+
+
+def test_the_command_checks_and_refuses_what_it_must(tiny_instance_checkpoint: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "model.onnx"
+    assert main(["export", str(tiny_instance_checkpoint), "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "ONNX Runtime agrees with PyTorch" in said and out.stat().st_size > 0
+    before = out.read_bytes()
+    assert main(["export", str(tiny_instance_checkpoint), "--out", str(out)]) == 2  # exists: no --overwrite
+    assert "exists" in capsys.readouterr().err and out.read_bytes() == before
+    foreign = tmp_path / "foreign.safetensors"
+    foreign.write_bytes(b"not a checkpoint")
+    assert main(["export", str(foreign), "--out", str(tmp_path / "f.onnx")]) == 2
+    assert not (tmp_path / "f.onnx").exists()
