@@ -36,13 +36,13 @@ def test_the_graph_runs_any_multiple_of_its_step_as_pytorch_does(tiny_instance_c
 
 def test_the_command_checks_and_refuses_what_it_must(tiny_instance_checkpoint: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "model.onnx"
-    assert main(["export", str(tiny_instance_checkpoint), "--out", str(out)]) == 0
+    assert main(["export", str(tiny_instance_checkpoint), "--format", "onnx", "--out", str(out)]) == 0
     said = capsys.readouterr().out
     assert "ONNX Runtime agrees with PyTorch" in said and out.stat().st_size > 0
     before = out.read_bytes()
-    assert main(["export", str(tiny_instance_checkpoint), "--out", str(out)]) == 2  # exists: no --overwrite
+    assert main(["export", str(tiny_instance_checkpoint), "--format", "onnx", "--out", str(out)]) == 2  # exists: no --overwrite
     assert "exists" in capsys.readouterr().err and out.read_bytes() == before
     foreign = tmp_path / "foreign.safetensors"
     foreign.write_bytes(b"not a checkpoint")
-    assert main(["export", str(foreign), "--out", str(tmp_path / "f.onnx")]) == 2
+    assert main(["export", str(foreign), "--format", "onnx", "--out", str(tmp_path / "f.onnx")]) == 2
     assert not (tmp_path / "f.onnx").exists()

@@ -64,9 +64,9 @@ class SegmentSection(Container):
         self.model = ComboBox(label="Model", choices=self._model_choices, tooltip=HELP["model"])
         self.checkpoint = FileEdit(
             label="Checkpoint",
-            filter="*.safetensors",
+            filter="*.safetensors *.zip",
             visible=False,
-            tooltip="a .safetensors file (usema train, or a fine-tune)",
+            tooltip="a .safetensors checkpoint (usema train, a fine-tune) or a usema export .zip package",
         )
         self.info = Label(label="")
         self.fit = Label(label="", visible=False)  # a warning when the image is unlike the model's training images

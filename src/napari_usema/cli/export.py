@@ -1,4 +1,4 @@
-"""``usema export``: a checkpoint as an ONNX graph that other tools and runtimes read."""
+"""``usema export``: a checkpoint as a BioImage.IO package or an ONNX graph, for other tools."""
 
 from __future__ import annotations
 
@@ -10,35 +10,74 @@ from napari_usema.io.bundled import resolve_model
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="write a checkpoint as an ONNX graph (dynamic batch, height and width)")
+    p = sub.add_parser(
+        "export", help="write a checkpoint as a BioImage.IO package (ilastik, deepImageJ, QuPath, Fiji) or an ONNX graph"
+    )
     p.add_argument("model", help="a .safetensors checkpoint or a bundled model name (nuclei, polyps)")
-    p.add_argument("--format", choices=["onnx"], default="onnx", help="the format to write (default onnx)")
-    p.add_argument("--out", required=True, type=Path, help="the file to write, e.g. nuclei.onnx")
+    p.add_argument("--format", choices=["bioimageio", "onnx"], required=True, help="bioimageio: a .zip package; onnx: a graph")
+    p.add_argument("--out", required=True, type=Path, help="the file to write, e.g. nuclei.zip or nuclei.onnx")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    p.add_argument("--no-check", action="store_true", help="skip running the graph in ONNX Runtime beside PyTorch")
+    p.add_argument(
+        "--sample", type=Path,
+        help="bioimageio: the image whose 256x256 crop is the package's test input (default: the bundled sample of the "
+        "model's kind of image)",
+    )  # fmt: skip
+    p.add_argument("--no-onnx", action="store_true", help="bioimageio: PyTorch weights only (no ONNX entry; faster)")
+    p.add_argument("--no-check", action="store_true", help="onnx: skip running the graph in ONNX Runtime beside PyTorch")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_usema.interop.onnx_export import TOLERANCE, check_onnx, export_onnx, size_step
     from napari_usema.io.checkpoint import load_checkpoint
-    from napari_usema.io.outputs import atomic_write, check_output
+    from napari_usema.io.outputs import check_output
 
     path = resolve_model(args.model)
-    check_output(args.out, overwrite=args.overwrite, what="ONNX graph")  # before the (long) export
+    suffix = ".zip" if args.format == "bioimageio" else ".onnx"
+    check_output(args.out, overwrite=args.overwrite, suffix=suffix, what=f"{args.format} export")  # before the long work
     loaded = load_checkpoint(path)
     start = time.perf_counter()
+    if args.format == "bioimageio":
+        _bioimageio(loaded, args, path)
+    else:
+        _onnx(loaded, args)
+    print(f"wrote {args.out} in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def _bioimageio(loaded, args: argparse.Namespace, path: Path) -> None:
+    from napari_usema.interop.bioimageio_export import export_bioimageio
+    from napari_usema.io.images import read_image
+
+    sample = read_image(args.sample) if args.sample else _default_sample(loaded)
+    name = Path(str(args.model)).stem if Path(str(args.model)).suffix else str(args.model)
+    export_bioimageio(loaded, args.out, sample=sample, name=name, overwrite=args.overwrite, onnx=not args.no_onnx)
+    print(f"test it with: bioimageio test {args.out}")
+
+
+def _default_sample(loaded):
+    """The bundled sample of a kind the model was trained on (colour frames for colour-only models)."""
+    from napari_usema._sample_data import load_colonoscopy, load_nuclei
+    from napari_usema.inference.image_kind import trained_kinds
+
+    kinds = trained_kinds(loaded) or {}
+    if kinds and not any(kind.startswith("grey") for kind in kinds):
+        return load_colonoscopy()
+    return load_nuclei()
+
+
+def _onnx(loaded, args: argparse.Namespace) -> None:
+    from napari_usema.interop.onnx_export import TOLERANCE, check_onnx, export_onnx, size_step
+    from napari_usema.io.outputs import atomic_write
+
+    meta = loaded.metadata
     with atomic_write(args.out, overwrite=args.overwrite) as tmp:  # kept only once it is checked
         export_onnx(loaded, tmp, overwrite=True)
-        step, meta = size_step(loaded.metadata.config), loaded.metadata
         print(
-            f"exported in {time.perf_counter() - start:.0f} s: input 'image' (B, {meta.input_channels}, H, W), normalised "
-            f"float32, H and W multiples of {step}; output 'logits' (B, {len(meta.class_names)}, H, W)"
+            f"input 'image' (B, {meta.input_channels}, H, W), normalised float32, H and W multiples of "
+            f"{size_step(meta.config)}; output 'logits' (B, {len(meta.class_names)}, H, W)"
         )
         if not args.no_check:
             worst = check_onnx(loaded, tmp)
             if worst > TOLERANCE:
                 raise ValueError(f"the ONNX graph differs from PyTorch by {worst:.1e} (> {TOLERANCE:g}); nothing was written")
             print(f"ONNX Runtime agrees with PyTorch to {worst:.1e} (tolerance {TOLERANCE:g})")
-    print(f"wrote {args.out}")
-    return 0

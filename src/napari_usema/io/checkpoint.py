@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save
 from ..model import USEMA, build_model, on_device
 from .metadata import METADATA_KEY, CheckpointError, CheckpointMetadata
 from .outputs import atomic_write
+from .package import is_package, read_package
 
 
 @dataclass
@@ -77,8 +78,11 @@ def save_checkpoint(path: str | Path, model: USEMA, metadata: CheckpointMetadata
 
 
 def read_metadata(path: str | Path) -> CheckpointMetadata:
-    """Read only the metadata of a ``.safetensors`` checkpoint (fast: the weights stay on disk)."""
+    """Read only the metadata of a ``.safetensors`` checkpoint (fast: the weights stay on disk), or of
+    a BioImage.IO package made by ``usema export``."""
     path = checkpoint_path(path)
+    if is_package(path):
+        return read_package(path)[0]
     try:
         return CheckpointMetadata.from_dict(_read_header(path))
     except CheckpointError as err:
@@ -168,8 +172,8 @@ def load_checkpoint(
     """Load a checkpoint into an eval-mode network.
 
     Args:
-        path: A ``.safetensors`` checkpoint, or a ``.pt``/``.pth`` state dict (then ``metadata``,
-            holding at least the config, is required).
+        path: A ``.safetensors`` checkpoint, a BioImage.IO package (``.zip``) made by ``usema export``,
+            or a ``.pt``/``.pth`` state dict (then ``metadata``, holding at least the config, is required).
         metadata: Explicit metadata for ``.pt``/``.pth`` files; ignored for ``.safetensors``.
         device: Where the network goes.
 
@@ -178,7 +182,9 @@ def load_checkpoint(
             a tensor whose name or shape does not fit the config.
     """
     path = checkpoint_path(path)
-    if path.suffix in (".pt", ".pth"):
+    if is_package(path):  # a BioImage.IO package that usema export wrote
+        metadata, state = read_package(path)
+    elif path.suffix in (".pt", ".pth"):
         if metadata is None:
             raise CheckpointError(f"{path.name} is a plain state dict, which holds no model config; {PICKLE_ADVICE}")
         state = _load_state_dict_safely(path)
