@@ -117,3 +117,33 @@ def test_the_napari_model_box_takes_a_package(dock, nuclei_package: Path) -> Non
     widget.segment.use_checkpoint(nuclei_package)
     assert widget.segment.model.value == "nuclei.zip"
     assert widget.segment.loaded.metadata == load_checkpoint(resolve_model("nuclei")).metadata
+
+
+def test_a_fine_tune_with_free_class_names_exports_and_passes(tmp_path: Path) -> None:
+    import torch
+
+    from napari_usema.io.checkpoint import save_checkpoint
+    from napari_usema.io.metadata import CheckpointMetadata
+    from napari_usema.model import build_model, preset
+
+    torch.manual_seed(0)
+    config = preset("tiny", in_channels=3, out_channels=3)
+    names = ("background", "small bowel", "1st")  # not identifiers: the package maps them, the names stay
+    tuned = save_checkpoint(
+        tmp_path / "polyps.ft1.safetensors", build_model(config), CheckpointMetadata(config, "semantic", names)
+    )
+    out = tmp_path / "tuned.zip"
+    assert main(["export", str(tuned), "--format", "bioimageio", "--out", str(out), "--no-onnx"]) == 0
+    result = bioimageio_test(out)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert load_checkpoint(out).metadata.class_names == names
+
+
+def test_a_damaged_zip_is_a_clear_error(tmp_path: Path, nuclei_package: Path) -> None:
+    data = bytearray(nuclei_package.read_bytes())
+    start = data.find(b"rdf.yaml") + 40  # inside the first members' data: their checksums no longer hold
+    data[start : start + 64] = b"\0" * 64
+    damaged = tmp_path / "damaged.zip"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(damaged)

@@ -271,7 +271,7 @@ class SegmentSection(Container):
         self.worker.yielded.connect(self._on_progress)
         # The result is the model's that ran, whatever the Model box says by the time it arrives.
         run = {"channel": inputs.channel, "device": self.device.value, "loaded": self.loaded, "tiling": self.tiling()}
-        run["started"] = time.perf_counter()
+        run.update(started=time.perf_counter(), watershed=self.watershed)  # as they were when it ran
         self.worker.returned.connect(lambda result, img=layer, r=inputs.reading: self._on_result(result, img, r, **run))
         choice, kind = self.model.value, kind_key(layer)
         self.worker.returned.connect(lambda _: self._remember(kind, choice))
@@ -330,6 +330,7 @@ class SegmentSection(Container):
         loaded: LoadedModel | None = None,
         tiling: TilingConfig | None = None,
         started: float | None = None,
+        watershed: WatershedConfig | None = None,
     ) -> None:
         loaded = loaded or self.loaded
         assert loaded is not None
@@ -352,10 +353,9 @@ class SegmentSection(Container):
         )
         labels.metadata["usema_model"] = str(loaded.path) if loaded.path else "in-memory model"
         labels.metadata["axes"] = layer_axes
-        seconds = time.perf_counter() - started if started else 0.0
-        labels.metadata[RECORD] = run_record(
-            loaded, image, tiling or self.tiling(), self.watershed, result, channel=channel, axes=reading.axes, seconds=seconds
-        )
+        ran = dict(channel=channel, axes=reading.axes, seconds=time.perf_counter() - started if started else 0.0)
+        settings = (tiling or self.tiling(), watershed or self.watershed)
+        labels.metadata[RECORD] = run_record(loaded, image, *settings, result, **ran)
         if result.task == "semantic":
             # napari's default palette puts dark red on reddish tissue; these stand out on any image.
             labels.colormap = DirectLabelColormap(color_dict=class_colours(len(result.class_names)))

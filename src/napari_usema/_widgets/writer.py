@@ -11,6 +11,7 @@ before the edits.
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import numpy as np
 from napari_usema._widgets.layers import checksum
 from napari_usema.io.images import write_tiff
 from napari_usema.io.outputs import atomic_write
-from napari_usema.io.provenance import jsonable, predict_command, result_record, write_record
+from napari_usema.io.provenance import add_hashes, jsonable, predict_command, result_record, write_record
 
 RECORD = "usema_provenance"  # the labels layer's metadata key
 SUFFIX = ".usema.tif"
@@ -36,15 +37,23 @@ def run_record(
     axes: str,
     seconds: float,
 ) -> dict[str, Any]:
-    """The provenance of one Segment run on the ``image`` layer (its file, when napari opened one)."""
+    """The provenance of one Segment run on the ``image`` layer. Files are hashed when the record is
+    saved, not here (this runs on napari's drawing thread). The ``usema predict`` line is given only
+    where it would segment what Segment did: a model file, and a layer that is its file as napari read
+    it whole (not one channel of it as this plugin's reader splits them, nor a layer made in napari)."""
+    from napari_usema.inference.devices import select_device
+
     meta = loaded.metadata
     source = getattr(getattr(image, "source", None), "path", None)
+    reader = getattr(getattr(image, "source", None), "reader_plugin", None)
+    shape = tuple(np.shape(image.data[0] if image.multiscale else image.data))
     diameter = meta.object_diameter / result.size if meta.object_diameter and result.size != 1 else None
-    used = dataclasses.replace(tiling, scales=meta.test_scales if tiling.scales is None else tiling.scales)
+    scales = meta.test_scales if tiling.scales is None else tiling.scales
+    used = dataclasses.replace(tiling, scales=scales, device=str(select_device(tiling.device)))  # the device that ran
     options = {
         "task": meta.task,
         "tiling": jsonable(used),
-        "tile_given": True,
+        "tile_given": tiling.tile != type(tiling)().tile,  # a default tile is clamped to small images, as the CLI does
         "watershed": jsonable(watershed),
         "diameter": diameter,
         "channel": channel,
@@ -52,12 +61,18 @@ def run_record(
         "level": 0,
         "links": {"stitch": result.links.stitch, "track": result.links.track},
     }
-    model = loaded.path or "in-memory model"
-    return result_record(
-        model_name=Path(str(model)).stem, model_path=loaded.path, task=meta.task, options=options,
-        input_path=source, input_shape=tuple(np.shape(image.data[0] if image.multiscale else image.data)),
-        seconds=seconds, command=predict_command(Path(source).resolve(), model, "OUT", options) if source else None,
+    whole_file = source is not None and reader != "napari-usema" and not image.multiscale
+    command = (
+        predict_command(Path(source).resolve(), Path(loaded.path).resolve(), "OUT", options)
+        if whole_file and loaded.path
+        else None
+    )
+    record = result_record(
+        model_name=Path(str(loaded.path or "in-memory model")).stem, model_path=loaded.path, task=meta.task,
+        options=options, input_path=source, input_shape=shape, seconds=seconds, command=command, hash_files=False,
     )  # fmt: skip
+    record["input"]["layer"] = {"name": image.name, "shape": list(shape), "whole_file": whole_file}
+    return record
 
 
 def retuned(layer: Any, watershed: Any) -> None:
@@ -68,18 +83,18 @@ def retuned(layer: Any, watershed: Any) -> None:
     record["options"]["watershed"] = jsonable(watershed)
     if record.get("command"):
         source = record["input"]["file"]
-        record["command"] = " ".join(predict_command(source, record["model"]["file"], "OUT", record["options"]))
+        record["command"] = shlex.join(predict_command(source, record["model"]["file"], "OUT", record["options"]))
 
 
 def write_labels(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
-    """npe2 writer: ``path`` (``*.usema.tif``) and its ``.json`` record; neither is written over an
-    existing file (napari's dialog asks before it gets here), and a failure leaves neither."""
+    """npe2 writer: ``path`` (``*.usema.tif``) and its ``.usema.json`` record, both replaced if there
+    (napari's save dialog asks about the ``.tif`` before it gets here); a failure leaves neither."""
     target = Path(path)
     metadata = attributes.get("metadata", {})
     record = metadata.get(RECORD)
     if record is None:
         raise ValueError(f"{attributes.get('name', 'this layer')} was not made by USEMA's Segment: save it as plain .tif")
-    record = dict(record, edited_after_run=metadata.get("usema_checksum") != checksum(data))
+    record = dict(add_hashes(record), edited_after_run=metadata.get("usema_checksum") != checksum(data))
     stem = target.name[: -len(SUFFIX)] if target.name.endswith(SUFFIX) else target.stem
     sidecar = target.with_name(f"{stem}.usema.json")
     with atomic_write(sidecar, overwrite=True) as tmp_record:

@@ -33,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
 
     path = resolve_model(args.model)
     suffix = ".zip" if args.format == "bioimageio" else ".onnx"
-    check_output(args.out, overwrite=args.overwrite, suffix=suffix, what=f"{args.format} export")  # before the long work
+    inputs = [path, *([args.sample] if args.sample else [])]  # never written over, even with --overwrite
+    check_output(args.out, overwrite=args.overwrite, suffix=suffix, what=f"{args.format} export", inputs=inputs)
+    _check_extras(args.format)  # before the model loads and the long work starts
     loaded = load_checkpoint(path)
     start = time.perf_counter()
     if args.format == "bioimageio":
@@ -42,6 +44,17 @@ def run(args: argparse.Namespace) -> int:
         _onnx(loaded, args)
     print(f"wrote {args.out} in {time.perf_counter() - start:.0f} s")
     return 0
+
+
+def _check_extras(fmt: str) -> None:
+    """A one-line error naming the extra to install, when the exporters' libraries are missing."""
+    import importlib.util
+
+    needed = ["onnx", "onnxscript", "onnxruntime"] + (["bioimageio.spec"] if fmt == "bioimageio" else [])
+    missing = [m for m in needed if importlib.util.find_spec(m.split(".")[0]) is None or importlib.util.find_spec(m) is None]
+    if missing:
+        extra = "bioimageio" if fmt == "bioimageio" else "export"
+        raise ValueError(f'--format {fmt} needs {", ".join(missing)}: pip install "napari-usema[{extra}]"')
 
 
 def _bioimageio(loaded, args: argparse.Namespace, path: Path) -> None:

@@ -332,7 +332,7 @@ def provenance(
         "level": args.level,
         "links": {"stitch": job.links.stitch, "track": job.links.track},
     }
-    command = predict_command(path.resolve(), loaded.path or args.model, args.out, options)
+    command = predict_command(path.resolve(), Path(loaded.path).resolve() if loaded.path else args.model, args.out, options)
     return result_record(
         model_name=str(args.model), model_path=loaded.path, task=meta.task, options=options,
         input_path=path, input_shape=tuple(job.image.shape), seconds=seconds, command=command,

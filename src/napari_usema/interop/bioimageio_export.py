@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -34,13 +36,13 @@ from ..io.outputs import atomic_write, check_output
 from ..io.package import METADATA_FILE, WEIGHTS_FILE
 from .onnx_export import export_onnx, size_step
 
-SAMPLE_SIDE = 256  # the test input's side (a multiple of every preset's size step)
+SAMPLE_SIDE = 256  # the test input's least side (raised to a multiple of the model's size step)
 EPS = 1e-6
 CITATIONS = (
     (
-        "USEMA: a Scalable Efficient Mamba Like Attention for medical image segmentation.",
+        "USEMA: a Scalable Efficient Mamba Like Attention for medical image segmentation (this implementation: napari-usema).",
         None,
-        "https://arxiv.org/abs/2506.08297",
+        "https://github.com/napari-usema/napari-usema",
     ),
     (
         "SEMA: a scalable and efficient Mamba like attention via token localization and averaging. ICML 2026.",
@@ -80,23 +82,43 @@ def export_bioimageio(
             'exporting a BioImage.IO package needs bioimageio.spec: pip install "napari-usema[bioimageio]"'
         ) from None
     out = check_output(out, overwrite=overwrite, suffix=".zip", what="BioImage.IO package")
-    raw = _test_input(loaded, sample)  # (1, C, 256, 256) float32
+    raw = _test_input(loaded, sample)  # (1, C, side, side) float32
     with tempfile.TemporaryDirectory(prefix="usema-bioimageio-") as tmp:
         folder = Path(tmp)
         logits = _test_output(loaded, raw)
         np.save(folder / "test_input.npy", raw)
         np.save(folder / "test_output.npy", logits)
         torch.save({k: v.detach().cpu().float() for k, v in loaded.model.state_dict().items()}, folder / WEIGHTS_FILE)
-        if onnx:
-            export_onnx(loaded, folder / "weights.onnx")
         _cover(raw, logits, folder / "cover.png")
         (folder / "README.md").write_text(_documentation(loaded, name))
         # What napari-usema reads back (io/package.py): no YAML parser, no code from the package.
         (folder / METADATA_FILE).write_text(json.dumps(loaded.metadata.to_dict(), indent=1))
-        description = _describe(loaded, name, folder, onnx)
-        with atomic_write(out, overwrite=overwrite) as part:
-            save_bioimageio_package(description, output_path=part.with_suffix(".zip"))
-            part.with_suffix(".zip").replace(part)
+        description = _describe(loaded, name, folder, onnx=False)  # checked before the slow ONNX export
+        if onnx:
+            export_onnx(loaded, folder / "weights.onnx")
+            description = _describe(loaded, name, folder, onnx=True)
+        made = folder / "package.zip"
+        save_bioimageio_package(description, output_path=made)
+        with atomic_write(out, overwrite=overwrite) as part:  # whole or not at all, beside its final name
+            shutil.copyfile(made, part)
+    return out
+
+
+def package_name(name: str) -> str:
+    """``name`` in the characters a package name may hold (``nuclei.ft1`` -> ``nuclei-ft1``)."""
+    return re.sub(r"[^A-Za-z0-9_+\- ()]", "-", name).strip("-") or "model"
+
+
+def class_ids(names: tuple[str, ...]) -> list[str]:
+    """One identifier per class name, unique (``"small bowel"`` -> ``small_bowel``, ``"1st"`` -> ``c_1st``);
+    the names themselves stay in the tensor's description and in ``napari_usema.json``."""
+    out: list[str] = []
+    for name in names:
+        ident = re.sub(r"\W", "_", str(name)) or "class"
+        ident = f"c_{ident}" if not ident[0].isalpha() else ident
+        while ident in out:
+            ident += "_"
+        out.append(ident)
     return out
 
 
@@ -108,14 +130,16 @@ def _test_input(loaded: LoadedModel, sample: np.ndarray) -> np.ndarray:
         image = image[None]
     else:
         raise ValueError(f"the sample must be one grey (H, W) or RGB (H, W, 3) image, got shape {image.shape}")
-    if min(image.shape[-2:]) < SAMPLE_SIDE:
-        raise ValueError(f"the sample must be at least {SAMPLE_SIDE}x{SAMPLE_SIDE} pixels, got {image.shape[-2:]}")
+    step = size_step(loaded.metadata.config)
+    side = -(-SAMPLE_SIDE // step) * step  # at least 256, a multiple of the graph's size step
+    if min(image.shape[-2:]) < side:
+        raise ValueError(f"the sample must be at least {side}x{side} pixels for this model, got {image.shape[-2:]}")
     channels = loaded.metadata.input_channels
     if image.shape[0] != channels:
         if image.shape[0] != 1:
             raise ValueError(f"a {image.shape[0]}-channel sample for a {channels}-channel model")
         image = np.repeat(image, channels, axis=0)  # grey to a colour model: three equal channels
-    return image[None, :, :SAMPLE_SIDE, :SAMPLE_SIDE].copy()
+    return image[None, :, :side, :side].copy()
 
 
 def _test_output(loaded: LoadedModel, raw: np.ndarray) -> np.ndarray:
@@ -163,7 +187,7 @@ def _describe(loaded: LoadedModel, name: str, folder: Path, onnx: bool) -> Any:
             description=f"per-pixel logits of {', '.join(meta.class_names)} (softmax gives probabilities)",
             axes=[
                 batch,
-                spec.ChannelAxis(channel_names=[spec.Identifier(c) for c in meta.class_names]),
+                spec.ChannelAxis(channel_names=[spec.Identifier(c) for c in class_ids(meta.class_names)]),
                 spec.SpaceOutputAxis(id=y, size=spec.SizeReference(tensor_id=spec.TensorId("raw"), axis_id=y)),
                 spec.SpaceOutputAxis(id=x, size=spec.SizeReference(tensor_id=spec.TensorId("raw"), axis_id=x)),
             ],
@@ -186,7 +210,7 @@ def _describe(loaded: LoadedModel, name: str, folder: Path, onnx: bool) -> Any:
     cite = [spec.CiteEntry(text=text, url=url) for text, _, url in CITATIONS]
     cite += [spec.CiteEntry(text=text, doi=spec.Doi(doi)) for key, (text, doi) in DATA_CITATIONS.items() if key in data]
     return spec.ModelDescr(
-        name=f"USEMA {name}",
+        name=f"USEMA {package_name(name)}",
         description=f"USEMA ({config.num_stages} stages, widths {list(config.widths)}) for {meta.task} segmentation: "
         f"{', '.join(meta.class_names[1:])}. Made with napari-usema.",
         covers=[spec.FileDescr(source=folder / "cover.png")],

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import platform
@@ -31,13 +32,22 @@ RECORD_VERSION = 1
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """The sha256 of a file (or of every file of a folder, such as an OME-Zarr, in name order)."""
-    path = Path(path)
+    """The sha256 of a file (or of every file of a folder, such as an OME-Zarr, in name order, each
+    framed by its relative path and size). Cached by path, size and modification time: a folder run
+    hashes its model once."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return _sha256(str(path), stat.st_size, stat.st_mtime_ns, chunk)
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256(path_text: str, size: int, mtime_ns: int, chunk: int) -> str:
+    path = Path(path_text)
     digest = hashlib.sha256()
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for file in files:
         if path.is_dir():
-            digest.update(str(file.relative_to(path)).encode())
+            digest.update(f"{file.relative_to(path).as_posix()}\0{file.stat().st_size}\0".encode())
         with open(file, "rb") as handle:
             while block := handle.read(chunk):
                 digest.update(block)
@@ -105,29 +115,43 @@ def result_record(
     seconds: float,
     command: list[str] | None = None,
     input_sha256: str | None = None,
+    hash_files: bool = True,
 ) -> dict[str, Any]:
     """One result's provenance (see the module's docstring). ``options`` holds ``tiling`` and
-    ``watershed`` as dicts (:func:`jsonable` of the configs) and the run's other settings."""
+    ``watershed`` as dicts (:func:`jsonable` of the configs) and the run's other settings.
+    ``hash_files``: hash the model and input files now (False leaves it to :func:`add_hashes`, e.g.
+    when a record is only saved later, off napari's drawing thread)."""
     return {
         "record_version": RECORD_VERSION,
         "written_by": "napari-usema",
         "model": {
             "name": model_name,
-            "file": str(model_path) if model_path else None,
-            "sha256": file_sha256(model_path) if model_path and Path(model_path).exists() else None,
+            "file": str(Path(model_path).resolve()) if model_path else None,
+            "sha256": file_sha256(model_path) if hash_files and model_path and Path(model_path).exists() else None,
             "task": task,
         },
         "versions": versions(),
         "options": options,
         "input": {
             "file": str(Path(input_path).resolve()) if input_path else None,
-            "sha256": input_sha256 or (file_sha256(input_path) if input_path and Path(input_path).exists() else None),
+            "sha256": input_sha256
+            or (file_sha256(input_path) if hash_files and input_path and Path(input_path).exists() else None),
             "shape": [int(n) for n in input_shape],
         },
         "seconds": round(float(seconds), 3),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": shlex.join(command) if command else None,
     }
+
+
+def add_hashes(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with the sha256 of its model and input files filled in where they exist."""
+    out = json.loads(json.dumps(record))
+    for part in ("model", "input"):
+        file = out[part].get("file")
+        if file and not out[part].get("sha256") and Path(file).exists():
+            out[part]["sha256"] = file_sha256(file)
+    return out
 
 
 def jsonable(config: Any) -> dict[str, Any]:
