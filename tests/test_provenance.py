@@ -13,7 +13,7 @@ import tifffile
 from napari_usema._sample_data import load_nuclei
 from napari_usema.cli.main import main
 from napari_usema.io.bundled import resolve_model
-from napari_usema.io.provenance import file_sha256, record_path
+from napari_usema.io.provenance import file_sha256
 
 
 @pytest.fixture
@@ -49,7 +49,3 @@ def test_an_existing_record_is_refused_before_any_work(crop: Path, tmp_path: Pat
     assert main(["predict", str(crop), "--model", "nuclei", "--out", str(out)]) != 0
     assert "cells.json exists" in capsys.readouterr().err
     assert not (out / "cells.tif").exists() and (out / "cells.json").read_text() == "{}"
-
-
-def test_record_path_sits_beside_the_labels() -> None:
-    assert record_path("out/a.tif") == Path("out/a.json") and record_path("out/a.v2.tif") == Path("out/a.v2.json")

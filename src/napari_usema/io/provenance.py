@@ -164,9 +164,3 @@ def write_record(path: str | Path, record: dict[str, Any], *, overwrite: bool = 
     with atomic_write(path, overwrite=overwrite) as tmp:
         tmp.write_text(json.dumps(record, indent=1) + "\n")
     return Path(path)
-
-
-def record_path(output: str | Path) -> Path:
-    """``NAME.json`` beside ``NAME.tif``."""
-    output = Path(output)
-    return output.with_name(output.name[: -len(output.suffix)] + ".json") if output.suffix else output.with_suffix(".json")
