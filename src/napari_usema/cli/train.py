@@ -64,8 +64,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_schedule_options(p: argparse.ArgumentParser, defaults_from: str) -> None:
-    from napari_usema.training.finetune import FINETUNE_DEFAULTS
-    from napari_usema.training.trainer import TrainingConfig
+    from napari_usema.training.config import FINETUNE_DEFAULTS, TrainingConfig  # no torch: every usema call builds these
 
     d = FINETUNE_DEFAULTS if defaults_from == "finetune" else TrainingConfig()
     if defaults_from == "train":

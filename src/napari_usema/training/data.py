@@ -12,13 +12,13 @@ import torch.nn.functional as F
 from scipy import ndimage as ndi
 from skimage import segmentation
 
-from .._checks import in_range
 from ..inference.channels import plan_channels
 from ..inference.normalization import normalize
 from ..inference.rescale import resize_image, resize_labels
 from ..io.images import as_label_image, find_pairs, read_image
 from ..io.metadata import CheckpointMetadata, NormalizationRecipe
 from ..postprocess.measure import median_diameter
+from .config import AugmentConfig
 
 
 @dataclass
@@ -138,34 +138,6 @@ def read_name_list(path: str | Path) -> list[str]:
     """Names from a text file, one per line (blank lines and ``#`` comments skipped)."""
     lines = Path(path).read_text().splitlines()
     return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Random augmentations applied to each training patch."""
-
-    flips: bool = True
-    rot90: bool = True
-    scale_range: tuple[float, float] = (0.7, 1.4)
-    intensity: float = 0.2  # brightness and contrast jitter
-    blur_probability: float = 0.2
-    noise: float = 0.05
-    # Inverting a patch (x -> 1 - x after normalisation) shows a model trained on bright-on-dark
-    # fluorescence what dark-on-bright nuclei (stained tissue, bright-field) look like.
-    invert_probability: float = 0.0
-    # Per-channel gain and offset (x -> x * U(1-c, 1+c) + U(-c, c) / 2 per channel), on top of the shared
-    # intensity jitter: RGB frames from other cameras and stains differ in colour balance. 0: off.
-    colour: float = 0.0
-
-    def __post_init__(self) -> None:
-        low, high = self.scale_range
-        in_range("scale_range low", low, 0, low_open=True)
-        in_range("scale_range high", high, low)
-        in_range("intensity", self.intensity, 0)
-        in_range("blur_probability", self.blur_probability, 0, 1)
-        in_range("noise", self.noise, 0)
-        in_range("invert_probability (--invert-probability)", self.invert_probability, 0, 1)
-        in_range("colour (--colour-jitter)", self.colour, 0, 1)
 
 
 class PatchSampler:

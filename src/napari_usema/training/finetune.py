@@ -14,26 +14,9 @@ import numpy as np
 from ..inference.image_kind import count_kinds, image_kind, trained_kinds
 from ..io import outputs
 from ..io.checkpoint import LoadedModel
-from .data import AugmentConfig, Sample, make_sample, trained_diameter
-from .trainer import TrainingConfig, TrainingProgress, train
-
-# Chosen with benchmarks/finetune_transfer.py and benchmarks/finetune_speed.py (see README): every
-# stage trains (colour and contrast must adapt when the user's images differ from the training data);
-# a rate well below training-from-scratch's 1e-3 adapts the pre-trained features instead of
-# overwriting them; and one 128-pixel patch a step is the most context that keeps 100 steps of the
-# `small` preset within a minute on a 2-core CPU (larger patches helped more but took longer).
-FINETUNE_DEFAULTS = TrainingConfig(
-    steps=100,
-    patch=128,
-    batch=1,
-    lr=3e-4,
-    warmup_steps=5,
-    val_every=0,
-    foreground_oversample=0.5,
-    save_state=False,
-    frozen_encoder_stages=0,
-    augment=AugmentConfig(scale_range=(0.8, 1.25)),
-)
+from .config import FINETUNE_DEFAULTS, TrainingConfig
+from .data import Sample, make_sample, trained_diameter
+from .trainer import TrainingProgress, train
 
 
 @dataclass

@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from .._checks import in_range
 from ..analysis.metrics import instance_f1, semantic_scores
 from ..inference.devices import autocast
 from ..inference.predictor import predict_probabilities
@@ -33,57 +32,15 @@ from ..io.checkpoint import save_checkpoint
 from ..io.metadata import CheckpointMetadata
 from ..io.outputs import atomic_write
 from ..model import USEMA, build_model
-from ..postprocess.config import WatershedConfig
 from ..postprocess.watershed import classes_from_probabilities, instances_from_probabilities
 from .batches import IndexStream, batch_stream
-from .data import AugmentConfig, PatchSampler, Sample
+from .config import TrainingConfig
+from .data import PatchSampler, Sample
 from .distributed import World, agree_on_max, barrier, rank_device
 from .losses import deep_supervision_loss
 
 # Batches drawn ahead on an accelerator, each on its own thread.
 _PREFETCH_THREADS = 4
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """Defaults for training from scratch; fine-tuning overrides a few (see finetune.py)."""
-
-    steps: int = 2000
-    patch: int = 256
-    batch: int = 4
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_steps: int = 50
-    grad_clip: float = 12.0
-    foreground_oversample: float = 0.33
-    val_every: int = 200  # 0: validate and save only at the end
-    seed: int = 0
-    device: str = "auto"
-    augment: AugmentConfig | None = field(default_factory=AugmentConfig)
-    watershed: WatershedConfig = field(default_factory=WatershedConfig)
-    val_tile: int = 512
-    save_state: bool = True  # also write NAME.last.safetensors and the resumable NAME.state.pt
-    # Keep the first N encoder stages fixed: their full-resolution backward pass dominates a step's
-    # cost on a CPU, and low-level features transfer well (used by fine-tuning).
-    frozen_encoder_stages: int = 0
-    # Stop after this many seconds of training (validation included), whichever of this and ``steps``
-    # comes first; the learning-rate schedule follows the same clock. None: steps alone.
-    time_budget_s: float | None = None
-
-    def __post_init__(self) -> None:
-        in_range("steps", self.steps, 1, integer=True)
-        in_range("patch", self.patch, 16, integer=True)
-        in_range("batch", self.batch, 1, integer=True)
-        in_range("lr", self.lr, 0, low_open=True)
-        in_range("weight_decay", self.weight_decay, 0)
-        in_range("warmup_steps", self.warmup_steps, 0, integer=True)
-        in_range("grad_clip", self.grad_clip, 0, low_open=True)
-        in_range("foreground_oversample", self.foreground_oversample, 0, 1)
-        in_range("val_every", self.val_every, 0, integer=True)
-        in_range("val_tile", self.val_tile, 16, integer=True)
-        in_range("frozen_encoder_stages", self.frozen_encoder_stages, 0, integer=True)
-        if self.time_budget_s is not None:
-            in_range("time_budget_s", self.time_budget_s, 0, low_open=True)
 
 
 class DivergedError(ValueError):
