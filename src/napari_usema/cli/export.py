@@ -48,11 +48,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_extras(fmt: str) -> None:
     """A one-line error naming the extra to install, when the exporters' libraries are missing."""
-    import importlib.util
+    from napari_usema.interop.onnx_export import missing_modules
 
     needed = ["onnx", "onnxscript", "onnxruntime"] + (["bioimageio.spec"] if fmt == "bioimageio" else [])
-    missing = [m for m in needed if importlib.util.find_spec(m.split(".")[0]) is None or importlib.util.find_spec(m) is None]
-    if missing:
+    if missing := missing_modules(*needed):
         extra = "bioimageio" if fmt == "bioimageio" else "export"
         raise ValueError(f'--format {fmt} needs {", ".join(missing)}: pip install "napari-usema[{extra}]"')
 

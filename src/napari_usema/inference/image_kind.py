@@ -79,13 +79,16 @@ def training_image_kinds(data_dir: str | Path, names: Iterable[str] | None) -> d
     from ..io.images import find_pairs, read_image
 
     pairs = find_pairs(data_dir)
-    kinds = []
-    for name in names if names is not None else sorted(pairs):
-        image = np.asarray(read_image(pairs[name][0]))
-        rgb = image.ndim == 3 and image.shape[-1] in (3, 4)
-        if image.ndim == 2 or rgb:
-            kinds.append(image_kind(image, rgb=rgb))
-    return count_kinds(kinds)
+    kinds = (kind_of_array(read_image(pairs[name][0])) for name in (names if names is not None else sorted(pairs)))
+    return count_kinds(kind for kind in kinds if kind is not None)
+
+
+def kind_of_array(image: Any) -> ImageKind | None:
+    """The kind of a grey ``(H, W)`` or RGB ``(H, W, 3|4)`` image; None for anything else (multichannel
+    fluorescence has no colour to speak of)."""
+    shape = np.shape(image)
+    rgb = len(shape) == 3 and shape[-1] in (3, 4)
+    return image_kind(image, rgb=rgb) if len(shape) == 2 or rgb else None
 
 
 def trained_kinds(loaded: Any) -> dict[str, int] | None:

@@ -94,9 +94,19 @@ def check_onnx(loaded: LoadedModel, path: str | Path, seed: int = 0) -> float:
     return worst
 
 
-def _need(*modules: str) -> None:
+def missing_modules(*modules: str) -> list[str]:
+    """Those of ``modules`` (dotted names allowed) that are not installed."""
     import importlib.util
 
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
+    def present(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:  # the parent package of a dotted name is missing
+            return False
+
+    return [m for m in modules if not present(m)]
+
+
+def _need(*modules: str) -> None:
+    if missing := missing_modules(*modules):
         raise ImportError(f'exporting needs {", ".join(missing)}: pip install "napari-usema[export]"')

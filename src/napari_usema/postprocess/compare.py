@@ -15,7 +15,7 @@ import numpy as np
 from .._checks import in_range
 from .linking import iou_pairs, match
 
-ADDED, REMOVED = 1, 2  # the values of change_mask
+ADDED, REMOVED = 1, 2  # the values of compare_labels' mask
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..inference.image_kind import count_kinds, image_kind, trained_kinds
+from ..inference.image_kind import count_kinds, kind_of_array, trained_kinds
 from ..io import outputs
 from ..io.checkpoint import LoadedModel
 from .config import FINETUNE_DEFAULTS, TrainingConfig
@@ -43,12 +43,7 @@ def _kinds_after(parent: LoadedModel, pairs: Sequence[CorrectedPair]) -> dict[st
     inherited = trained_kinds(parent)
     if inherited is None:
         return None
-    kinds = []
-    for pair in pairs:
-        rgb = np.ndim(pair.image) == 3 and np.shape(pair.image)[-1] in (3, 4)
-        if np.ndim(pair.image) == 2 or rgb:  # a multichannel fluorescence image has no such kind
-            kinds.append(image_kind(pair.image, rgb=rgb))
-    own = count_kinds(kinds)
+    own = count_kinds(kind for kind in map(kind_of_array, (p.image for p in pairs)) if kind is not None)
     return {k: inherited.get(k, 0) + own.get(k, 0) for k in {*inherited, *own}}
 
 
