@@ -147,3 +147,12 @@ def test_a_damaged_zip_is_a_clear_error(tmp_path: Path, nuclei_package: Path) ->
     damaged.write_bytes(bytes(data))
     with pytest.raises(CheckpointError):
         load_checkpoint(damaged)
+
+
+def test_package_documentation_names_no_folder_of_this_machine() -> None:
+    from napari_usema.interop.bioimageio_export import _shareable
+
+    assert _shareable("/home/ana/models/nuclei.safetensors") == "nuclei.safetensors"  # a fine-tune's parent
+    assert _shareable("C:\\Users\\ana\\nuclei.zip") == "nuclei.zip"
+    assert _shareable("../shared/data/microscopy") == "../shared/data/microscopy"  # relative: kept
+    assert _shareable(41) == 41

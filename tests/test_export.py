@@ -46,3 +46,37 @@ def test_the_command_checks_and_refuses_what_it_must(tiny_instance_checkpoint: P
     foreign.write_bytes(b"not a checkpoint")
     assert main(["export", str(foreign), "--format", "onnx", "--out", str(tmp_path / "f.onnx")]) == 2
     assert not (tmp_path / "f.onnx").exists()
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
+def test_torchscript_runs_its_tile_as_pytorch_does_and_refuses_others(tiny_instance_checkpoint: Path, tmp_path: Path) -> None:
+    import torch
+
+    from napari_usema.interop.torchscript_export import TOLERANCE as TS_TOLERANCE
+    from napari_usema.interop.torchscript_export import check_torchscript, export_torchscript
+
+    loaded = load_checkpoint(tiny_instance_checkpoint)
+    divisor = loaded.metadata.config.divisor
+    out = export_torchscript(loaded, tmp_path / "tiny.pt", tile=4 * divisor)
+    tile, worst = check_torchscript(loaded, out)  # batches of 1 and 3, and a refused size
+    assert tile == 4 * divisor and worst <= TS_TOLERANCE
+    scripted = torch.jit.load(str(out))
+    x = torch.randn(2, 1, tile, tile)
+    with torch.no_grad():
+        assert torch.allclose(scripted(x), loaded.model(x), atol=TS_TOLERANCE)
+        with pytest.raises(Exception, match=rf"takes tiles of shape \(B, 1, {tile}, {tile}\)"):
+            scripted(torch.randn(1, 1, tile + divisor, tile))
+    with pytest.raises(ValueError, match="multiple of"):
+        export_torchscript(loaded, tmp_path / "odd.pt", tile=divisor + 1)
+    assert not (tmp_path / "odd.pt").exists()
+
+
+def test_the_torchscript_command_checks_and_keeps_the_file(tiny_instance_checkpoint: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "model.pt"
+    args = ["export", str(tiny_instance_checkpoint), "--format", "torchscript", "--tile", "64", "--out", str(out)]
+    assert main(args) == 0
+    said = capsys.readouterr().out
+    assert "(B, 1, 64, 64)" in said and "agrees with PyTorch" in said and out.stat().st_size > 0
+    assert main(args) == 2 and "exists" in capsys.readouterr().err  # no --overwrite
+    assert main([*args[:-1], str(tmp_path / "model.onnx")]) == 2  # the suffix names another format
+    assert not (tmp_path / "model.onnx").exists()

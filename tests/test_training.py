@@ -221,6 +221,7 @@ def test_finetune_writes_a_new_checkpoint_and_never_touches_the_parent(tmp_path:
     assert child.provenance["parent"] == str(parent_path) and child.provenance["data"] == ["blobs"]
     assert child.provenance["steps"] == 3 and child.provenance["kind"] == "fine-tune"
     assert versioned_path(parent_path).name == "parent.ft2.safetensors"
+    assert versioned_path(tmp_path / "parent.zip").name == "parent.ft2.safetensors"  # from a BioImage.IO package
     assert not output_paths(out)[1].exists()  # no resumable state clutter for fine-tunes
 
 

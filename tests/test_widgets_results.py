@@ -168,6 +168,7 @@ def test_saving_a_usema_layer_writes_its_provenance_beside_it(dock, qtbot, inten
     from napari.plugins.io import save_layers
 
     viewer, widget = dock
+    viewer.layers["nuclei"].metadata["pixel_size_um"] = (0.5, 0.25)  # as the reader records a file's
     widget.segment.use_model(intensity_model)
     widget.segment.run()
     qtbot.waitUntil(lambda: widget.segment.worker is None, timeout=120_000)
@@ -177,6 +178,10 @@ def test_saving_a_usema_layer_writes_its_provenance_beside_it(dock, qtbot, inten
     written = save_layers(str(tmp_path / "cells.usema.tif"), [layer])
     assert sorted(Path(p).name for p in written) == ["cells.usema.json", "cells.usema.tif"]
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "cells.usema.tif"), layer.data)
+    with tifffile.TiffFile(tmp_path / "cells.usema.tif") as tif:  # the pixel size, in pixels per cm
+        x_resolution, y_resolution = (tif.pages[0].tags[t].value for t in ("XResolution", "YResolution"))
+    assert x_resolution[0] / x_resolution[1] == pytest.approx(1e4 / 0.25)
+    assert y_resolution[0] / y_resolution[1] == pytest.approx(1e4 / 0.5)
     record = json.loads((tmp_path / "cells.usema.json").read_text())
     assert record["options"]["watershed"]["min_size"] == 33 and record["options"]["tiling"]["tile"] == widget.segment.tile.value
     assert record["model"]["task"] == "instance" and record["input"]["shape"] == list(layer.data.shape)

@@ -72,7 +72,19 @@ def run_record(
         options=options, input_path=source, input_shape=shape, seconds=seconds, command=command, hash_files=False,
     )  # fmt: skip
     record["input"]["layer"] = {"name": image.name, "shape": list(shape), "whole_file": whole_file}
+    pixel_size = image.metadata.get("pixel_size_um")  # as this plugin's reader found it in the file
+    record["input"]["pixel_size_um"] = list(pixel_size) if pixel_size else _pixel_size_from_units(image)
     return record
+
+
+def _pixel_size_from_units(layer: Any) -> list[float] | None:
+    """``[y, x]`` micrometres a pixel, where the layer's last two axes carry length units; else None
+    (napari's default unit is the pixel, which says nothing of the microscope)."""
+    try:
+        units = layer.units[-2:]
+        return [float((scale * unit).to("micrometer").magnitude) for scale, unit in zip(layer.scale[-2:], units, strict=True)]
+    except Exception:  # pixels, or a napari without units: no length to convert
+        return None
 
 
 def retuned(layer: Any, watershed: Any) -> None:
@@ -99,5 +111,19 @@ def write_labels(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
     sidecar = target.with_name(f"{stem}.usema.json")
     with atomic_write(sidecar, overwrite=True) as tmp_record:
         write_record(tmp_record, record, overwrite=True)
-        write_tiff(target, np.asarray(data), overwrite=True)  # the labels first, then the record beside them
+        labels = np.asarray(data)
+        write_tiff(target, labels, overwrite=True, **_resolution(record, labels.ndim))  # the labels, then the record
     return [str(target), str(sidecar)]
+
+
+def _resolution(record: dict[str, Any], ndim: int) -> dict[str, Any]:
+    """The TIFF's pixel size, as ``usema predict`` writes it, where the image's was known."""
+    from napari_usema.io.image_info import ImageInfo, tiff_options
+
+    pixel_size = record["input"].get("pixel_size_um")
+    if not pixel_size:
+        return {}
+    options = tiff_options(ImageInfo(pixel_size=tuple(pixel_size)), "YX")
+    if ndim > 2:
+        options.pop("metadata")  # the labels' other axes are napari's dims, not named here
+    return options

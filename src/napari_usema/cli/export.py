@@ -1,4 +1,4 @@
-"""``usema export``: a checkpoint as a BioImage.IO package or an ONNX graph, for other tools."""
+"""``usema export``: a checkpoint as a BioImage.IO package, an ONNX graph or a TorchScript file, for other tools."""
 
 from __future__ import annotations
 
@@ -11,11 +11,15 @@ from napari_usema.io.bundled import resolve_model
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "export", help="write a checkpoint as a BioImage.IO package (ilastik, deepImageJ, QuPath, Fiji) or an ONNX graph"
+        "export",
+        help="write a checkpoint as a BioImage.IO package (ilastik, deepImageJ, QuPath, Fiji), an ONNX graph or TorchScript",
     )
     p.add_argument("model", help="a .safetensors checkpoint or a bundled model name (nuclei, polyps)")
-    p.add_argument("--format", choices=["bioimageio", "onnx"], required=True, help="bioimageio: a .zip package; onnx: a graph")
-    p.add_argument("--out", required=True, type=Path, help="the file to write, e.g. nuclei.zip or nuclei.onnx")
+    p.add_argument(
+        "--format", choices=list(SUFFIXES), required=True,
+        help="bioimageio: a .zip package; onnx: a graph of free height and width; torchscript: a network for tiles of --tile",
+    )  # fmt: skip
+    p.add_argument("--out", required=True, type=Path, help="the file to write, e.g. nuclei.zip, nuclei.onnx or nuclei.pt")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument(
         "--sample", type=Path,
@@ -23,8 +27,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "model's kind of image)",
     )  # fmt: skip
     p.add_argument("--no-onnx", action="store_true", help="bioimageio: PyTorch weights only (no ONNX entry; faster)")
-    p.add_argument("--no-check", action="store_true", help="onnx: skip running the graph in ONNX Runtime beside PyTorch")
+    p.add_argument(
+        "--tile", type=int, default=256,
+        help="torchscript: the tile side in pixels the file takes (a trace keeps the size it was made at; default 256)",
+    )  # fmt: skip
+    p.add_argument(
+        "--no-check", action="store_true", help="onnx, torchscript: skip running the file beside PyTorch before keeping it"
+    )
     p.set_defaults(handler=run)
+
+
+SUFFIXES = {"bioimageio": ".zip", "onnx": ".onnx", "torchscript": ".pt"}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_usema.io.outputs import check_output
 
     path = resolve_model(args.model)
-    suffix = ".zip" if args.format == "bioimageio" else ".onnx"
+    suffix = SUFFIXES[args.format]
     inputs = [path, *([args.sample] if args.sample else [])]  # never written over, even with --overwrite
     check_output(args.out, overwrite=args.overwrite, suffix=suffix, what=f"{args.format} export", inputs=inputs)
     _check_extras(args.format)  # before the model loads and the long work starts
@@ -40,8 +53,10 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if args.format == "bioimageio":
         _bioimageio(loaded, args, path)
-    else:
+    elif args.format == "onnx":
         _onnx(loaded, args)
+    else:
+        _torchscript(loaded, args)
     print(f"wrote {args.out} in {time.perf_counter() - start:.0f} s")
     return 0
 
@@ -50,6 +65,8 @@ def _check_extras(fmt: str) -> None:
     """A one-line error naming the extra to install, when the exporters' libraries are missing."""
     from napari_usema.interop.onnx_export import missing_modules
 
+    if fmt == "torchscript":
+        return  # torch alone
     needed = ["onnx", "onnxscript", "onnxruntime"] + (["bioimageio.spec"] if fmt == "bioimageio" else [])
     if missing := missing_modules(*needed):
         extra = "bioimageio" if fmt == "bioimageio" else "export"
@@ -93,3 +110,21 @@ def _onnx(loaded, args: argparse.Namespace) -> None:
             if worst > TOLERANCE:
                 raise ValueError(f"the ONNX graph differs from PyTorch by {worst:.1e} (> {TOLERANCE:g}); nothing was written")
             print(f"ONNX Runtime agrees with PyTorch to {worst:.1e} (tolerance {TOLERANCE:g})")
+
+
+def _torchscript(loaded, args: argparse.Namespace) -> None:
+    from napari_usema.interop.torchscript_export import TOLERANCE, check_torchscript, export_torchscript
+    from napari_usema.io.outputs import atomic_write
+
+    meta = loaded.metadata
+    with atomic_write(args.out, overwrite=args.overwrite) as tmp:  # kept only once it is checked
+        export_torchscript(loaded, tmp, tile=args.tile, overwrite=True)
+        print(
+            f"input (B, {meta.input_channels}, {args.tile}, {args.tile}), normalised float32 (other sizes are refused); "
+            f"output the logits (B, {len(meta.class_names)}, {args.tile}, {args.tile})"
+        )
+        if not args.no_check:
+            _, worst = check_torchscript(loaded, tmp)
+            if worst > TOLERANCE:
+                raise ValueError(f"TorchScript differs from PyTorch by {worst:.1e} (> {TOLERANCE:g}); nothing was written")
+            print(f"TorchScript agrees with PyTorch to {worst:.1e} (tolerance {TOLERANCE:g}) and refuses other sizes")

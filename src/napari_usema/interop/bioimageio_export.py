@@ -24,7 +24,7 @@ import json
 import re
 import shutil
 import tempfile
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 import numpy as np
@@ -240,10 +240,20 @@ def _cover(raw: np.ndarray, logits: np.ndarray, path: Path) -> None:
     iio.imwrite(path, np.concatenate([left, right], axis=1))
 
 
+def _shareable(value: str | int | float) -> str | int | float:
+    """A provenance value fit for a package others download: an absolute path on this machine (a
+    fine-tune's parent, its data) becomes the file's name."""
+    if isinstance(value, str) and re.match(r"^[A-Za-z]:[\\/]", value):
+        return PureWindowsPath(value).name or value
+    if isinstance(value, str) and value.startswith(("/", "~")):
+        return Path(value).name or value
+    return value
+
+
 def _documentation(loaded: LoadedModel, name: str) -> str:
     meta = loaded.metadata
     recipe = meta.normalization
-    provenance = {k: v for k, v in meta.provenance.items() if isinstance(v, str | int | float) and len(str(v)) < 200}
+    provenance = {k: _shareable(v) for k, v in meta.provenance.items() if isinstance(v, str | int | float) and len(str(v)) < 200}
     lines = [
         f"# USEMA {name}",
         "",

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save
 from ..model import USEMA, build_model, on_device
 from .metadata import METADATA_KEY, CheckpointError, CheckpointMetadata
 from .outputs import atomic_write
-from .package import is_package, read_package
+from .package import is_package, read_package, read_package_metadata
 
 
 @dataclass
@@ -82,7 +82,7 @@ def read_metadata(path: str | Path) -> CheckpointMetadata:
     a BioImage.IO package made by ``usema export``."""
     path = checkpoint_path(path)
     if is_package(path):
-        return read_package(path)[0]
+        return read_package_metadata(path)
     try:
         return CheckpointMetadata.from_dict(_read_header(path))
     except CheckpointError as err:

@@ -30,6 +30,15 @@ def is_package(path: Path) -> bool:
     return path.suffix.lower() == ".zip"
 
 
+def read_package_metadata(path: Path) -> CheckpointMetadata:
+    """The metadata of a package made by ``usema export``, without inflating its weights.
+
+    Raises:
+        CheckpointError: as :func:`read_package`.
+    """
+    return _open(path, weights=False)[0]
+
+
 def read_package(path: Path) -> tuple[CheckpointMetadata, dict[str, torch.Tensor]]:
     """The metadata and weights of a package made by ``usema export``.
 
@@ -37,13 +46,7 @@ def read_package(path: Path) -> tuple[CheckpointMetadata, dict[str, torch.Tensor
         CheckpointError: not a zip, not a BioImage.IO package, a spec version this reader cannot read,
             or a package that ``usema export`` did not make (no napari-usema metadata).
     """
-    if not zipfile.is_zipfile(path):
-        raise CheckpointError(f"{path} is not a zip file, so not a BioImage.IO package")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            metadata, weights = _read(path, archive)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, NotImplementedError, EOFError, OSError) as err:
-        raise CheckpointError(f"{path} is a damaged zip file ({type(err).__name__}: {err})") from None
+    metadata, weights = _open(path, weights=True)
     try:
         state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError) as err:
@@ -53,7 +56,19 @@ def read_package(path: Path) -> tuple[CheckpointMetadata, dict[str, torch.Tensor
     return metadata, state
 
 
-def _read(path: Path, archive: zipfile.ZipFile) -> tuple[CheckpointMetadata, bytes]:
+def _open(path: Path, *, weights: bool) -> tuple[CheckpointMetadata, bytes]:
+    """The package's metadata, and the bytes of its weights when ``weights`` (else empty)."""
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path} is not a zip file, so not a BioImage.IO package")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            metadata = _read(path, archive)
+            return metadata, _member(path, archive, WEIGHTS_FILE, WEIGHTS_LIMIT) if weights else b""
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, NotImplementedError, EOFError, OSError) as err:
+        raise CheckpointError(f"{path} is a damaged zip file ({type(err).__name__}: {err})") from None
+
+
+def _read(path: Path, archive: zipfile.ZipFile) -> CheckpointMetadata:
     names = set(archive.namelist())
     rdf = next((n for n in ("rdf.yaml", "bioimageio.yaml") if n in names), None)
     if rdf is None:
@@ -75,7 +90,7 @@ def _read(path: Path, archive: zipfile.ZipFile) -> tuple[CheckpointMetadata, byt
         metadata = CheckpointMetadata.from_dict(json.loads(_member(path, archive, METADATA_FILE, TEXT_LIMIT)))
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{path}: its {METADATA_FILE} is damaged ({err})") from None
-    return metadata, _member(path, archive, WEIGHTS_FILE, WEIGHTS_LIMIT)
+    return metadata
 
 
 def _member(path: Path, archive: zipfile.ZipFile, name: str, limit: int) -> bytes:

@@ -52,9 +52,10 @@ class FinetuneError(ValueError):
 
 
 def versioned_path(parent: Path, folder: Path | None = None) -> Path:
-    """The first free ``NAME.ftN.safetensors`` beside ``parent`` (or in ``folder``)."""
+    """The first free ``NAME.ftN.safetensors`` beside ``parent`` (or in ``folder``); ``parent`` may be a
+    checkpoint or a BioImage.IO package (``nuclei.zip`` -> ``nuclei.ft1.safetensors``)."""
     folder = folder or parent.parent
-    base = re.sub(r"(\.ft\d+)?\.safetensors$", "", parent.name)
+    base = re.sub(r"(\.ft\d+)?\.(safetensors|zip)$", "", parent.name)
     n = 1
     while (folder / f"{base}.ft{n}.safetensors").exists():
         n += 1
