@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,18 @@ from hypothesis import strategies as st
 from napari_usema.inference.channels import ChannelPlan
 from napari_usema.inference.normalization import IntensityStats
 from napari_usema.inference.predictor import ArraySink, ImageSource, predict_tiles
-from napari_usema.inference.tiling import TileSizeError, TilingConfig, effective_tile, gaussian_weight, tile_grid, tile_starts
+from napari_usema.inference.tiling import (
+    TileSizeError,
+    TilingConfig,
+    _spread,
+    batch_count,
+    effective_tile,
+    fitted_side,
+    gaussian_weight,
+    plan_tiles,
+    tile_grid,
+    tile_starts,
+)
 
 
 def test_tile_starts_are_flush_with_both_edges() -> None:
@@ -48,10 +61,38 @@ def test_gaussian_weight_peaks_in_the_centre_and_is_cached() -> None:
         weight[0, 0] = 3
 
 
-def test_small_image_clamps_or_refuses_the_tile() -> None:
-    assert effective_tile((100, 300), TilingConfig(tile=256)) == (100, 256)
+def test_fixed_tiles_clamp_to_a_small_image_or_refuse_it() -> None:
+    assert effective_tile((100, 300), TilingConfig(tile=256, fit=False)) == (100, 256)
     with pytest.raises(TileSizeError, match="smaller than the 256-pixel tile"):
-        effective_tile((100, 300), TilingConfig(tile=256, clamp_tile=False))
+        effective_tile((100, 300), TilingConfig(tile=256, fit=False, clamp_tile=False))
+
+
+def test_fitted_tiles_are_the_fewest_that_cover_and_no_larger_than_needed() -> None:
+    assert fitted_side(300, 512, 32) == 300  # one tile: the whole axis
+    assert fitted_side(2048, 512, 32) == 448  # 5 tiles, as 512 would need, of 448 (not 5 of 512)
+    assert fitted_side(520, 512, 32) == 288  # 2 tiles, just over half each
+    config = TilingConfig(tile=512, overlap=0.0625, fit=True)
+    tile, starts = plan_tiles((2048, 260), config)
+    assert tile == (448, 260) and [x for _, x in starts] == [0] * 5
+    ys = [y for y, _ in starts]
+    assert ys[0] == 0 and ys[-1] == 2048 - 448 and min(a + 448 - b for a, b in itertools.pairwise(ys)) >= 32  # overlap kept
+    assert batch_count((2048, 2048), config) == 25  # batch 0 counts a tile a pass, as the CPU runs it
+    fixed = TilingConfig(tile=512, overlap=0.0625, fit=False)
+    assert len(plan_tiles((2048, 2048), fixed)[1]) == 25 and plan_tiles((2048, 2048), fixed)[0] == (512, 512)
+
+
+@settings(max_examples=80, deadline=None)
+@given(length=st.integers(16, 5000), largest=st.integers(32, 1024), overlap=st.integers(0, 64))
+def test_property_fitted_tiles_keep_the_overlap_and_never_exceed_the_largest(length: int, largest: int, overlap: int) -> None:
+    overlap = min(overlap, largest // 2)
+    side = fitted_side(length, largest, overlap)
+    assert side <= min(largest, length)
+    fixed_count = len(tile_starts(length, min(largest, length), overlap / largest)) if length > largest else 1
+    starts = _spread(length, side, max(1, side - overlap))
+    assert starts[0] == 0 and starts[-1] == length - side
+    assert all(b - a <= side - overlap for a, b in itertools.pairwise(starts))  # every seam overlaps enough
+    assert len(starts) <= fixed_count + 1  # never more tiles than fixed tiles of the largest side (rounding aside)
+    assert len(starts) * side <= fixed_count * min(largest, length)  # and never more pixels
 
 
 class _Constant(torch.nn.Module):
@@ -134,3 +175,33 @@ def test_out_of_memory_retries_with_smaller_batches_and_says_so(monkeypatch) -> 
     records = list(predict_tiles(Flaky(), _source(image), sink, TilingConfig(tile=32, overlap=0.5, batch=4, device="cpu")))
     assert "retrying with batch 2" in records[0].message and "retrying with batch 1" in records[0].message
     np.testing.assert_allclose(sink.out[0], 1 / (1 + np.exp(-image)), rtol=1e-5, atol=1e-6)
+
+
+def test_batch_zero_is_one_tile_on_the_cpu_and_what_the_gpu_holds(monkeypatch) -> None:
+    from napari_usema.inference import devices
+    from napari_usema.inference.predictor import with_batch
+
+    cpu = TilingConfig(tile=64, device="cpu")
+    assert cpu.batch == 0 and with_batch(cpu, (300, 300), _Constant()).batch == 1
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    per_tile = 512 * 512 * 32 * devices.ACTIVATION_BYTES / 2  # bf16
+    assert devices.auto_batch(cuda, 512 * 512, 32, free_bytes=int(10 * per_tile)) == 5  # half the free memory
+    assert devices.auto_batch(cuda, 512 * 512, 32, free_bytes=1) == 1  # never 0
+    assert devices.auto_batch(cuda, 64 * 64, 32, free_bytes=80 << 30) == devices.AUTO_BATCH_MAX
+    assert devices.auto_batch(torch.device("mps"), 512 * 512, 32, free_bytes=80 << 30) == 1
+
+
+def test_the_compiled_path_gives_the_same_probabilities(monkeypatch) -> None:
+    from napari_usema.inference import predictor
+    from napari_usema.model import USEMA, preset
+
+    monkeypatch.setattr(predictor, "COMPILE_BACKEND", "eager")  # the compile machinery without a C++ build
+    torch.manual_seed(0)
+    model = USEMA(preset("tiny")).eval()
+    image = np.random.default_rng(3).normal(size=(96, 80)).astype(np.float32)
+    plain, compiled = ArraySink(3, image.shape), ArraySink(3, image.shape)
+    list(predict_tiles(model, _source(image), plain, TilingConfig(tile=64, device="cpu")))
+    list(predict_tiles(model, _source(image), compiled, TilingConfig(tile=64, device="cpu", compile=True)))
+    np.testing.assert_allclose(plain.out, compiled.out, atol=1e-5)
+    assert not hasattr(model, "_orig_mod")  # the network itself was not replaced

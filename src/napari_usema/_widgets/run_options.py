@@ -21,7 +21,8 @@ class RunOptions(Container):
         self.device = ComboBox(label="Device", choices=available_devices(), value=defaults.device, tooltip=HELP["device"])
         self.tile = SpinBox(label="Tile", value=defaults.tile, min=16, max=8192, step=16, tooltip=HELP["tile"])
         self.overlap = FloatSpinBox(label="Overlap", value=defaults.overlap, min=0.0, max=0.9, step=0.05, tooltip=HELP["overlap"])
-        self.batch = SpinBox(label="Batch", value=defaults.batch, min=1, max=256, tooltip=HELP["batch"])
+        self.batch = SpinBox(label="Batch", value=defaults.batch, min=0, max=256, tooltip=HELP["batch"])
+        self.batch.native.setSpecialValueText("auto")  # 0: sized to the device
         self.tta = CheckBox(text="Mirror TTA (4x slower)", value=defaults.tta, tooltip=HELP["tta"])
         self.scale_choices = dict(MULTISCALE)
         self.multiscale = ComboBox(label="Multi-scale TTA", choices=list(self.scale_choices), value="off", tooltip=HELP["scales"])

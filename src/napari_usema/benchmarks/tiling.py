@@ -205,6 +205,8 @@ def main(
     if "throughput" in figures:
         _emit(
             **throughput(
-                throughput_model, throughput_size, TilingConfig(tile=256, overlap=0.5, batch=tiling.batch, device=tiling.device)
+                throughput_model,
+                throughput_size,
+                TilingConfig(tile=256, overlap=0.5, batch=tiling.batch, device=tiling.device, fit=False),
             )
         )

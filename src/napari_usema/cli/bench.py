@@ -45,7 +45,7 @@ def _tiling(args: argparse.Namespace) -> int:
     from napari_usema.benchmarks.tiling import main
     from napari_usema.inference.tiling import TilingConfig
 
-    tiling = TilingConfig(tile=args.tile, overlap=args.overlap, batch=args.batch, device=args.device)
+    tiling = TilingConfig(tile=args.tile, overlap=args.overlap, batch=args.batch, device=args.device, fit=False)  # equal tiles
     main(args.figures, args.model, args.size, tiling, args.throughput_model, args.throughput_size)
     return 0
 

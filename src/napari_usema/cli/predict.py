@@ -27,10 +27,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help=help_text("model"))
     p.add_argument("--out", required=True, type=output_folder, help="output folder")
     p.add_argument("--device", default=t.device, help=help_text("device", t.device))
-    p.add_argument("--tile", type=int, help=help_text("tile", t.tile))
+    sizes = p.add_mutually_exclusive_group()
+    sizes.add_argument("--tile", type=int, metavar="N", help=help_text("tile", t.tile))
+    sizes.add_argument("--max-tile", type=int, metavar="N", help=help_text("max_tile"))
     p.add_argument("--overlap", type=float, default=t.overlap, help=help_text("overlap", t.overlap))
     p.add_argument("--batch", type=int, default=t.batch, help=help_text("batch", t.batch))
     p.add_argument("--tta", action="store_true", help=help_text("tta"))
+    p.add_argument("--compile", action="store_true", help=help_text("compile"))
     p.add_argument(
         "--scales",
         type=parse_scales,
@@ -178,7 +181,9 @@ def run(args: argparse.Namespace) -> int:
     world = init_world(args.device)
     device = rank_device(world, args.device)
     tiling = TilingConfig(
-        tile=args.tile or TilingConfig.tile,
+        tile=args.tile or args.max_tile or TilingConfig.tile,
+        fit=args.max_tile is not None,
+        compile=args.compile,
         overlap=args.overlap,
         batch=args.batch,
         tta=args.tta,

@@ -30,7 +30,7 @@ from .devices import select_device
 from .normalization import count_non_finite, fill_non_finite
 from .object_size import AUTO, Diameter, check_diameter, factor_for_estimate, size_factor, watershed_at_size
 from .planning import NO_LINKS, PlanePlan, plan_links, plan_planes
-from .predictor import ArraySink, ClassSink, ImageSource, InferenceProgress, predict_tiles
+from .predictor import ArraySink, ClassSink, ImageSource, InferenceProgress, predict_tiles, with_batch
 from .rescale import resize_image, resize_probabilities, scaled_shape
 from .tiling import TilingConfig, batch_count
 
@@ -240,7 +240,8 @@ class _PlaneJob:
         the plane as it is, for a pass at scale 1."""
         shape = self.plan.shape
         sizes = [scaled_shape(shape, s) for s in self.plan.scales]
-        totals = [batch_count(size, self.tiling) for size in sizes]
+        passes = [with_batch(self.tiling, size, self.network) for size in sizes]  # one batch for counting and running
+        totals = [batch_count(size, tiling) for size, tiling in zip(sizes, passes, strict=True)]
         probs: np.ndarray | None = None  # the first pass, then the sum of all passes
         for i, scale in enumerate(self.plan.scales):
             this_pass = source
@@ -248,7 +249,7 @@ class _PlaneJob:
                 filled = fill_non_finite(plane, source.stats, source.plan.pick)
                 this_pass = self._source(resize_image(filled, scale))
             sink = ArraySink(self.meta.config.out_channels, this_pass.shape)
-            for p in predict_tiles(self.network, this_pass, sink, self.tiling):
+            for p in predict_tiles(self.network, this_pass, sink, passes[i]):
                 # One progress count across all passes, so a bar fills once.
                 yield InferenceProgress(sum(totals[:i]) + p.done, sum(totals), message=p.message)
             resized = resize_probabilities(sink.out, shape)

@@ -6,6 +6,7 @@ image, and the output, can be larger than memory when they live on disk (TIFF, z
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -16,9 +17,11 @@ import torch
 from ..io.metadata import NormalizationRecipe
 from ..model import on_device
 from .channels import ChannelPlan, plan_channels
-from .devices import OutOfMemoryError, autocast, select_device
+from .devices import OutOfMemoryError, auto_batch, autocast, select_device
 from .normalization import IntensityStats, measure
-from .tiling import TilingConfig, effective_tile, gaussian_weight, tile_grid
+from .tiling import TilingConfig, gaussian_weight, plan_tiles
+
+COMPILE_BACKEND = "inductor"  # torch.compile's default; tests swap in "eager" to check the path quickly
 
 
 @dataclass(frozen=True)
@@ -88,8 +91,10 @@ class _Runner:
     The model is only read: where it is not on ``device`` a copy is, so callers sharing it are unaffected.
     """
 
-    def __init__(self, model: torch.nn.Module, device: torch.device, tta: bool, batch: int) -> None:
+    def __init__(self, model: torch.nn.Module, device: torch.device, tta: bool, batch: int, compile: bool = False) -> None:
         self.model, self.device, self.tta, self.batch = on_device(model, device), device, tta, batch
+        if compile:  # a compiled wrapper: the network itself is not changed
+            self.model = torch.compile(self.model, backend=COMPILE_BACKEND, dynamic=False)
         self.notes: list[str] = []
 
     def __call__(self, tiles: np.ndarray) -> np.ndarray:
@@ -104,7 +109,7 @@ class _Runner:
                     self.notes.append(f"GPU out of memory: retrying with batch {self.batch}")
                 elif self.device.type != "cpu":
                     self.device = torch.device("cpu")
-                    self.model = on_device(self.model, self.device)
+                    self.model = on_device(getattr(self.model, "_orig_mod", self.model), self.device)  # uncompiled
                     self.notes.append("GPU out of memory even at batch 1: continuing on the CPU")
                 else:
                     raise
@@ -139,10 +144,10 @@ def predict_tiles(
     later tile can touch it, so the accumulator spans at most one tile row plus its overlap.
     """
     h, w = source.shape
-    th, tw = effective_tile((h, w), config)
-    starts = tile_grid((h, w), (th, tw), config.overlap)
+    config = with_batch(config, (h, w), model)
+    (th, tw), starts = plan_tiles((h, w), config)
     weight = gaussian_weight((th, tw), config.sigma_scale)
-    runner = _Runner(model, select_device(config.device), config.tta, config.batch)
+    runner = _Runner(model, select_device(config.device), config.tta, config.batch, config.compile)
     batches = [starts[i : i + config.batch] for i in range(0, len(starts), config.batch)]
     band = _Band(width=w)
     for done, batch in enumerate(batches, start=1):
@@ -154,6 +159,16 @@ def predict_tiles(
         yield InferenceProgress(done, len(batches), plane, planes, "; ".join(runner.notes))
         runner.notes.clear()
     band.flush_above(h, sink)
+
+
+def with_batch(config: TilingConfig, shape: tuple[int, int], model: torch.nn.Module) -> TilingConfig:
+    """``config`` with its batch resolved for a ``shape`` plane: as given, or (0) sized to the device and
+    the plane's tiles (:func:`~napari_usema.inference.devices.auto_batch`)."""
+    if config.batch:
+        return config
+    (th, tw), _ = plan_tiles(shape, config)
+    widths = getattr(getattr(model, "config", None), "widths", (32,))
+    return dataclasses.replace(config, batch=auto_batch(select_device(config.device), th * tw, widths[0]))
 
 
 class _Band:

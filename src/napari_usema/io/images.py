@@ -47,14 +47,19 @@ def read_image(path: str | Path, *, lazy: bool = False, level: int = 0) -> Any:
         raise ImageReadError(f"{path} could not be read as an image ({type(err).__name__}: {str(err)[:200]})") from None
 
 
+EAGER_BYTES = 256 << 20  # a compressed TIFF up to this size is read whole: zarr pays only for larger ones
+
+
 def _read_tiff(path: Path, lazy: bool, level: int = 0) -> Any:
     """The first series (of a pyramid, ``level``: 0 is full resolution)."""
-    levels = _tiff_levels(path)
+    levels, nbytes = _tiff_levels(path)
+    if not nbytes:
+        raise ImageReadError(f"{path} could not be read as an image (a TIFF that holds no pixels)")
     if not 0 <= level < levels:
         raise ImageReadError(
             f"{path} has {levels} resolution level{'s' if levels > 1 else ''} (0..{levels - 1}); no level {level}"
         )
-    if not lazy:
+    if not lazy or (levels == 1 and nbytes <= EAGER_BYTES and not _memory_mappable(path)):
         return tifffile.imread(path, level=level)
     if levels == 1:
         try:
@@ -67,9 +72,17 @@ def _read_tiff(path: Path, lazy: bool, level: int = 0) -> Any:
     return zarr.open(store, mode="r")
 
 
-def _tiff_levels(path: Path) -> int:
+def _tiff_levels(path: Path) -> tuple[int, int]:
+    """The first series' resolution levels, and its full-resolution size in bytes."""
     with tifffile.TiffFile(path) as tif:
-        return len(tif.series[0].levels) if tif.series else 1
+        if not tif.series:
+            return 1, 0
+        return len(tif.series[0].levels), int(tif.series[0].nbytes)
+
+
+def _memory_mappable(path: Path) -> bool:
+    with tifffile.TiffFile(path) as tif:
+        return bool(tif.series) and tif.series[0].dataoffset is not None
 
 
 def as_label_image(labels: Any, name: str) -> np.ndarray:

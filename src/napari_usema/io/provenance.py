@@ -78,11 +78,15 @@ def predict_command(input_path: str | Path, model: str | Path, out: str | Path, 
     tiling, watershed = options["tiling"], options["watershed"]
     argv = ["usema", "predict", str(input_path), "--model", str(model), "--out", str(out)]
     argv += ["--device", str(tiling["device"]), "--overlap", repr(tiling["overlap"]), "--batch", str(tiling["batch"])]
-    if options.get("tile_given"):
+    if tiling.get("fit"):
+        argv += ["--max-tile", str(tiling["tile"])]
+    elif options.get("tile_given"):
         argv += ["--tile", str(tiling["tile"])]
     argv += ["--scales", ",".join(repr(float(s)) for s in tiling["scales"])]
     if tiling["tta"]:
         argv.append("--tta")
+    if tiling.get("compile"):
+        argv.append("--compile")
     if options.get("channel") is not None:
         argv += ["--channel", str(options["channel"])]
     if options.get("axes"):

@@ -121,13 +121,16 @@ class SEMAAttention(nn.Module):
         real = valid_mask(h, w, valid_hw, x.device)  # (H, W)
         v = x * real[None, :, :, None].to(x.dtype) if valid_hw != (h, w) else x  # padding never leaks
 
-        q, k = self.qk(x).chunk(2, dim=-1)  # each (B, H, W, C)
-        q = self.rope(q.view(b, h, w, self.num_heads, self.head_dim)).view(b, h, w, c)
-        k = self.rope(k.view(b, h, w, self.num_heads, self.head_dim)).view(b, h, w, c)
+        # q and k rotate together: the heads of q, then those of k, one RoPE table for both.
+        qk = self.rope(self.qk(x).view(b, h, w, 2 * self.num_heads, self.head_dim))  # (B, H, W, 2 heads, d)
+        q, k = qk.view(b, h, w, 2 * c).chunk(2, dim=-1)  # each (B, H, W, C)
 
         mode = self.mode if mode is None else mode
         window = self.window_size if mode == "window" else max(h, w)
-        out, scores, grid_hw = self._windowed(q, k, v, real, window, mode, return_weights, probe)  # out: (B, H, W, C)
+        # Whether any window holds padding follows from the sizes alone: a Python answer, so no GPU sync
+        # and no break in a torch.compile graph.
+        padded = valid_hw != (h, w) or (mode == "window" and bool(h % window or w % window))
+        out, scores, grid_hw = self._windowed(q, k, v, real, window, mode, return_weights, probe, padded)  # (B, H, W, C)
 
         n_real = valid_hw[0] * valid_hw[1]
         mean_weight = 0.0
@@ -151,6 +154,7 @@ class SEMAAttention(nn.Module):
         mode: AttentionMode,
         return_weights: bool,
         probe: ScoreProbe | None,
+        padded: bool = True,
     ) -> tuple[Tensor, Tensor | None, tuple[int, int]]:
         """Softmax attention inside each ``window``-sided window; returns (out, scores, padded grid)."""
         b, h, w, c = q.shape
@@ -170,7 +174,7 @@ class SEMAAttention(nn.Module):
         mask = None
         # While exporting (ONNX, torch.export) the mask is always built: whether a window holds padding
         # depends on the image size, which a graph of dynamic height and width does not know yet.
-        if _exporting() or not bool(key_real.all()):
+        if _exporting() or padded:
             # A window of padding only would have no key to attend to: let it see itself (cropped later).
             key_real = key_real | ~key_real.any(dim=-1, keepdim=True)
             n_win = key_real.shape[0]

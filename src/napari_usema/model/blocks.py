@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import AttentionMode, AttentionTap, SEMAAttention
+
+
+class InstanceNorm2d(nn.InstanceNorm2d):
+    """``nn.InstanceNorm2d`` (affine, no running statistics) computed as a group norm of one channel a
+    group: the same statistics and parameters (checkpoints are unchanged), and it keeps a channels-last
+    input channels-last, where ``instance_norm`` copies it to the standard layout and back around every
+    convolution (on the CPU the network runs channels-last: :meth:`USEMA.forward`)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.group_norm(x, x.shape[1], self.weight, self.bias, self.eps)
 
 
 class ResidualBlock(nn.Module):
@@ -17,15 +29,15 @@ class ResidualBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
-        self.norm1 = nn.InstanceNorm2d(out_channels, affine=True)
+        self.norm1 = InstanceNorm2d(out_channels, affine=True)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
-        self.norm2 = nn.InstanceNorm2d(out_channels, affine=True)
+        self.norm2 = InstanceNorm2d(out_channels, affine=True)
         self.act = nn.LeakyReLU(0.01, inplace=True)
         self.skip: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
             self.skip = nn.Sequential(
                 nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
-                nn.InstanceNorm2d(out_channels, affine=True),
+                InstanceNorm2d(out_channels, affine=True),
             )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -36,6 +48,15 @@ class ResidualBlock(nn.Module):
 
 def depthwise_conv(dim: int) -> nn.Conv2d:
     return nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+
+
+def plus_depthwise(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """``x + conv(x)`` for a 3x3 depthwise ``conv``, as one convolution whose kernel has 1 added at its
+    centre: the same sum, without another pass over ``x`` (the kernel is made per call; the module is
+    never changed)."""
+    identity = torch.zeros_like(conv.weight)
+    identity[:, :, 1, 1] = 1
+    return F.conv2d(x, conv.weight + identity, conv.bias, padding=1, groups=conv.groups)
 
 
 class FeedForward(nn.Sequential):
@@ -83,7 +104,7 @@ class SEMABlock(nn.Module):
     ) -> Tensor:
         """``x``: ``(B, C, H, W)``; ``valid_hw``: the real (unpadded) corner of the grid; ``tap``: this
         call's instrumentation, which hears of this block as encoder stage ``stage``."""
-        x = x + self.cpe1(x)
+        x = plus_depthwise(self.cpe1, x)  # x + cpe1(x)
         tokens = x.permute(0, 2, 3, 1)  # (B, H, W, C)
         h = self.norm1(tokens)
         gate = self.act(self.gate(h))  # (B, H, W, C)
@@ -92,10 +113,10 @@ class SEMABlock(nn.Module):
         main = self._attend(main, valid_hw, tap, stage)  # (B, H, W, C)
         tokens = tokens + self.out_proj(main * gate)
         x = tokens.permute(0, 3, 1, 2)  # (B, C, H, W)
-        x = x + self.cpe2(x)
+        x = plus_depthwise(self.cpe2, x)  # x + cpe2(x)
         tokens = x.permute(0, 2, 3, 1)  # (B, H, W, C)
         tokens = tokens + self.mlp(self.norm2(tokens))
-        return tokens.permute(0, 3, 1, 2).contiguous()  # (B, C, H, W)
+        return tokens.permute(0, 3, 1, 2)  # (B, C, H, W), channels-last in memory: the next conv's layout
 
     def _attend(self, main: Tensor, valid_hw: tuple[int, int] | None, tap: AttentionTap | None, stage: int) -> Tensor:
         if tap is None:

@@ -73,21 +73,27 @@ class RoPE2d(nn.Module):
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
     def angles(self, height: int, width: int, device: torch.device) -> tuple[Tensor, Tensor]:
-        """cos and sin tables, each ``(H, W, head_dim / 2)``."""
-        ys = torch.arange(height, device=device, dtype=torch.float32)
-        xs = torch.arange(width, device=device, dtype=torch.float32)
+        """cos and sin tables, each ``(H, W, head_dim / 2)``: rows' angles in the first half, columns' in
+        the second. The cosines and sines are taken on the ``(H, d/4)`` and ``(W, d/4)`` angles alone and
+        then spread over the grid (not once per token)."""
         inv_freq = self.inv_freq.to(device)
-        ang_y = torch.outer(ys, inv_freq)[:, None, :].expand(height, width, -1)  # (H, W, d/4)
-        ang_x = torch.outer(xs, inv_freq)[None, :, :].expand(height, width, -1)  # (H, W, d/4)
-        ang = torch.cat([ang_y, ang_x], dim=-1)  # (H, W, d/2)
-        return ang.cos(), ang.sin()
+        ang_y = torch.outer(torch.arange(height, device=device, dtype=torch.float32), inv_freq)  # (H, d/4)
+        ang_x = torch.outer(torch.arange(width, device=device, dtype=torch.float32), inv_freq)  # (W, d/4)
+
+        def grid(f) -> Tensor:  # (H, W, d/2)
+            return torch.cat([f(ang_y)[:, None, :].expand(height, width, -1), f(ang_x)[None].expand(height, width, -1)], -1)
+
+        return grid(torch.cos), grid(torch.sin)
 
     @staticmethod
     def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-        """Rotate ``x`` of shape ``(B, H, W, heads, d)`` by tables of shape ``(H, W, d/2)``."""
+        """Rotate ``x`` of shape ``(B, H, W, heads, d)`` by tables of shape ``(H, W, d/2)``: each pair
+        ``(x1_i, x2_i)`` (the two halves of a head) turns by its angle, in fp32."""
         x1, x2 = x.float().chunk(2, dim=-1)  # each (B, H, W, heads, d/2): rotation pairs (x1_i, x2_i)
         cos, sin = cos[:, :, None, :], sin[:, :, None, :]  # (H, W, 1, d/2)
-        return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype)
+        first = torch.addcmul(x1 * cos, x2, sin, value=-1)  # x1 cos - x2 sin
+        second = torch.addcmul(x1 * sin, x2, cos)  # x1 sin + x2 cos
+        return torch.cat([first, second], dim=-1).to(x.dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply RoPE to ``(B, H, W, heads, d)`` using each token's grid position."""

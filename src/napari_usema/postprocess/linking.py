@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from .._checks import in_range
 
@@ -56,6 +55,8 @@ def match(previous: np.ndarray, current: np.ndarray, iou_threshold: float) -> di
     cols, cid_index = np.unique(cid, return_inverse=True)
     cost = np.zeros((len(rows), len(cols)))
     cost[pid_index, cid_index] = iou
+    from scipy.optimize import linear_sum_assignment  # here: scipy.optimize takes 0.3 s to import, and only links need it
+
     r, c = linear_sum_assignment(cost, maximize=True)
     good = cost[r, c] >= iou_threshold  # pairs that did not overlap enough are zeros in the matrix
     return {int(cols[j]): int(rows[i]) for i, j in zip(r[good], c[good], strict=True)}

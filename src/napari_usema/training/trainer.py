@@ -71,7 +71,7 @@ def validate(
     model: USEMA, samples: Sequence[Sample], metadata: CheckpointMetadata, config: TrainingConfig, device: torch.device
 ) -> float:
     """Mean F1@0.5 (instance) or mean foreground DSC (semantic) over ``samples``."""
-    tiling = TilingConfig(tile=config.val_tile, overlap=0.25, batch=1, device=str(device))
+    tiling = TilingConfig(tile=config.val_tile, overlap=0.25, batch=1, device=str(device), fit=False)  # the recipes' own
     scores = []
     model.eval()
     for sample in samples:
