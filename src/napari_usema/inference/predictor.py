@@ -91,9 +91,9 @@ class _Runner:
     The model is only read: where it is not on ``device`` a copy is, so callers sharing it are unaffected.
     """
 
-    def __init__(self, model: torch.nn.Module, device: torch.device, tta: bool, batch: int, compile: bool = False) -> None:
+    def __init__(self, model: torch.nn.Module, device: torch.device, tta: bool, batch: int, compiled: bool = False) -> None:
         self.model, self.device, self.tta, self.batch = on_device(model, device), device, tta, batch
-        if compile:  # a compiled wrapper: the network itself is not changed
+        if compiled:  # a compiled wrapper: the network itself is not changed
             self.model = torch.compile(self.model, backend=COMPILE_BACKEND, dynamic=False)
         self.notes: list[str] = []
 
