@@ -191,3 +191,31 @@ def test_property_network_keeps_any_size(h: int, w: int, window: int) -> None:
     model: USEMA = build_model(preset("tiny", window_size=window)).eval()
     with torch.no_grad():
         assert model(torch.randn(1, 1, h, w)).shape == (1, 3, h, w)
+
+
+def test_the_fast_cpu_blocks_compute_what_they_replace() -> None:
+    """The channels-last InstanceNorm, the folded CPE residual and the joint q/k RoPE against the plain ops."""
+    import torch.nn.functional as F
+
+    from napari_usema.model.blocks import InstanceNorm2d, depthwise_conv, plus_depthwise
+    from napari_usema.model.layers import RoPE2d
+
+    torch.manual_seed(0)
+    x = 5 + torch.randn(2, 8, 24, 20)  # a mean well above the spread: the one-pass variance's hard case
+    norm = InstanceNorm2d(8, affine=True)
+    torch.nn.init.normal_(norm.weight)
+    torch.nn.init.normal_(norm.bias)
+    expected = F.instance_norm(x, weight=norm.weight, bias=norm.bias, eps=norm.eps)
+    with torch.no_grad():
+        for layout in (torch.contiguous_format, torch.channels_last):
+            assert torch.allclose(norm(x.contiguous(memory_format=layout)), expected, atol=1e-4)
+    conv = depthwise_conv(8)
+    assert torch.allclose(plus_depthwise(conv, x), x + conv(x), atol=1e-5)
+    rope = RoPE2d(16)
+    q, k = torch.randn(2, 6, 5, 2, 16), torch.randn(2, 6, 5, 2, 16)  # (B, H, W, heads, d)
+    joint = rope(torch.cat([q, k], dim=3))
+    assert torch.allclose(joint[:, :, :, :2], rope(q)) and torch.allclose(joint[:, :, :, 2:], rope(k))
+    cos, sin = rope.angles(6, 5, x.device)
+    x1, x2 = q.chunk(2, dim=-1)
+    c, s = cos[:, :, None], sin[:, :, None]
+    assert torch.allclose(rope(q), torch.cat([x1 * c - x2 * s, x1 * s + x2 * c], dim=-1), atol=1e-6)  # RoFormer's rotation

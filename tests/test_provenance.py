@@ -49,3 +49,17 @@ def test_an_existing_record_is_refused_before_any_work(crop: Path, tmp_path: Pat
     assert main(["predict", str(crop), "--model", "nuclei", "--out", str(out)]) != 0
     assert "cells.json exists" in capsys.readouterr().err
     assert not (out / "cells.tif").exists() and (out / "cells.json").read_text() == "{}"
+
+
+def test_fitted_tiles_are_recorded_and_reproduced(crop: Path, tmp_path: Path, capsys) -> None:
+    first = tmp_path / "fit"
+    assert main(["predict", str(crop), "--model", "nuclei", "--out", str(first), "--max-tile", "96"]) == 0
+    record = json.loads((first / "cells.json").read_text())
+    assert record["options"]["tiling"]["fit"] is True and "--max-tile 96" in record["command"]
+    argv = shlex.split(record["command"])
+    argv[argv.index("--out") + 1] = str(tmp_path / "again")
+    assert main(argv[1:]) == 0
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "again" / "cells.tif"), tifffile.imread(first / "cells.tif"))
+    for option in ("--max-tile", "--tile"):  # 0 is refused, never read as "the default"
+        assert main(["predict", str(crop), "--model", "nuclei", "--out", str(tmp_path / "zero"), option, "0"]) == 2
+        assert "tile must be an integer >= 16" in capsys.readouterr().err

@@ -13,14 +13,15 @@ HELP = {
     "the file gives it (e.g. DAPI); fluorescence channels are never fed to a colour model as RGB",
     "device": "where the network runs: auto (a CUDA GPU, then Apple MPS, then the CPU), cpu, cuda or mps",
     # --- tiling and test-time augmentation --------------------------------------------------------
-    "tile": "the image is cut into square tiles of this many pixels (shrunk for smaller images): the bundled "
+    "tile": "the image is cut into square tiles of this many pixels (the default is shrunk for smaller images; "
+    "a size you give is not): the bundled "
     "models learned on 256-pixel patches, and each tile is normalised on its own, so other sizes cost accuracy",
     "max_tile": "instead of --tile: the fewest tiles of at most this side, shrunk evenly to fit the image, so "
     "little is computed twice; faster, for models that do not mind the tile size (the bundled ones do)",
     "overlap": "how much neighbouring tiles overlap at least, as a fraction of the (largest) tile: seams disappear "
     "where tiles blend",
     "batch": "tiles run through the network at once: more is faster on a GPU, and needs more memory; 0: one on "
-    "the CPU, as many as the GPU's free memory holds",
+    "the CPU and MPS, as many as a CUDA GPU's free memory holds",
     "compile": "compile the network with torch.compile first: its first batches take a minute or more, so it pays "
     "only on long GPU runs (see benchmarks/gpu.sh)",
     "tta": "also run on mirrored copies and average (4x slower, slightly smoother results)",

@@ -42,6 +42,8 @@ def _attention(args: argparse.Namespace) -> int:
 
 
 def _tiling(args: argparse.Namespace) -> int:
+    if args.batch < 1:
+        raise ValueError(f"--batch must be an integer >= 1 for this benchmark (equal batches), got {args.batch}")
     from napari_usema.benchmarks.tiling import main
     from napari_usema.inference.tiling import TilingConfig
 

@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
     world = init_world(args.device)
     device = rank_device(world, args.device)
     tiling = TilingConfig(
-        tile=args.tile or args.max_tile or TilingConfig.tile,
+        tile=next((t for t in (args.tile, args.max_tile) if t is not None), TilingConfig.tile),  # 0 is refused, not 256
         fit=args.max_tile is not None,
         compile=args.compile,
         overlap=args.overlap,

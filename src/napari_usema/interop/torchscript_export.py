@@ -4,8 +4,8 @@ TorchScript cannot script USEMA (keyword-only arguments, instrumentation callbac
 the example's height and width as constants wherever the network does arithmetic on them in Python (the
 padding masks, the window grid). So the trace is kept to the size it was made at: it is wrapped in a
 small scripted module that refuses any other height or width with a message naming the size, instead of
-returning a wrong answer. The batch stays free. Tools that tile (deepImageJ, QuPath, the tiler here) run
-it tile by tile; for free sizes use the ONNX graph (:mod:`.onnx_export`).
+returning a wrong answer. The batch stays free; the device is the CPU (the trace records it). Tools
+that tile (deepImageJ, QuPath, the tiler here) run it tile by tile; for free sizes use the ONNX graph (:mod:`.onnx_export`).
 
 Input: the normalised image ``(B, in_channels, tile, tile)`` float32; output: the logits
 ``(B, out_channels, tile, tile)``, as ``USEMA.forward`` returns them.

@@ -47,9 +47,6 @@ def read_image(path: str | Path, *, lazy: bool = False, level: int = 0) -> Any:
         raise ImageReadError(f"{path} could not be read as an image ({type(err).__name__}: {str(err)[:200]})") from None
 
 
-EAGER_BYTES = 256 << 20  # a compressed TIFF up to this size is read whole: zarr pays only for larger ones
-
-
 def _read_tiff(path: Path, lazy: bool, level: int = 0) -> Any:
     """The first series (of a pyramid, ``level``: 0 is full resolution)."""
     levels, nbytes = _tiff_levels(path)
@@ -59,7 +56,7 @@ def _read_tiff(path: Path, lazy: bool, level: int = 0) -> Any:
         raise ImageReadError(
             f"{path} has {levels} resolution level{'s' if levels > 1 else ''} (0..{levels - 1}); no level {level}"
         )
-    if not lazy or (levels == 1 and nbytes <= EAGER_BYTES and not _memory_mappable(path)):
+    if not lazy:
         return tifffile.imread(path, level=level)
     if levels == 1:
         try:
@@ -78,11 +75,6 @@ def _tiff_levels(path: Path) -> tuple[int, int]:
         if not tif.series:
             return 1, 0
         return len(tif.series[0].levels), int(tif.series[0].nbytes)
-
-
-def _memory_mappable(path: Path) -> bool:
-    with tifffile.TiffFile(path) as tif:
-        return bool(tif.series) and tif.series[0].dataoffset is not None
 
 
 def as_label_image(labels: Any, name: str) -> np.ndarray:
