@@ -71,8 +71,9 @@ class TilingConfig:
 
     @property
     def overlap_pixels(self) -> int:
-        """The overlap in pixels: a fraction of ``tile``, the largest tile when tiles are fitted."""
-        return round(self.tile * self.overlap)
+        """The overlap in pixels: a fraction of ``tile`` (the largest tile when tiles are fitted), less
+        than the tile itself."""
+        return min(round(self.tile * self.overlap), self.tile - 1)
 
 
 class TileSizeError(ValueError):
@@ -130,8 +131,7 @@ def effective_tile(shape: tuple[int, int], config: TilingConfig) -> tuple[int, i
     """
     h, w = shape
     if config.fit:
-        overlap = min(config.overlap_pixels, config.tile - 1)
-        return fitted_side(h, config.tile, overlap), fitted_side(w, config.tile, overlap)
+        return fitted_side(h, config.tile, config.overlap_pixels), fitted_side(w, config.tile, config.overlap_pixels)
     if not config.clamp_tile and (h < config.tile or w < config.tile):
         raise TileSizeError(
             f"the image is {h}x{w} pixels, smaller than the {config.tile}-pixel tile: "
@@ -145,17 +145,16 @@ def plan_tiles(shape: tuple[int, int], config: TilingConfig) -> tuple[tuple[int,
     th, tw = effective_tile(shape, config)
     if not config.fit:
         return (th, tw), tile_grid(shape, (th, tw), config.overlap)
-    overlap = min(config.overlap_pixels, config.tile - 1)
-    ys = _spread(shape[0], th, max(1, th - overlap))
-    xs = _spread(shape[1], tw, max(1, tw - overlap))
+    ys = _spread(shape[0], th, max(1, th - config.overlap_pixels))
+    xs = _spread(shape[1], tw, max(1, tw - config.overlap_pixels))
     return (th, tw), [(y, x) for y in ys for x in xs]
 
 
-def batch_count(shape: tuple[int, int], config: TilingConfig, batch: int | None = None) -> int:
-    """Forward passes (batches of tiles) that sliding-window inference makes over a ``shape`` plane, at
-    ``batch`` tiles a pass (default ``config.batch``; 0 counts one tile a pass, as the CPU runs)."""
+def batch_count(shape: tuple[int, int], config: TilingConfig) -> int:
+    """Forward passes (batches of tiles) that sliding-window inference makes over a ``shape`` plane
+    (batch 0, not yet resolved for a device, counts one tile a pass, as the CPU runs)."""
     _, starts = plan_tiles(shape, config)
-    return math.ceil(len(starts) / max(batch if batch is not None else config.batch, 1))
+    return math.ceil(len(starts) / max(config.batch, 1))
 
 
 @lru_cache(maxsize=8)
