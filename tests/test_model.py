@@ -102,6 +102,17 @@ def test_fused_and_explicit_paths_agree_and_window_rows_sum_to_one() -> None:
     assert weights.mean_weight == pytest.approx(1 / 63)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rope_without_autograd_gives_the_values_of_the_autograd_path(dtype: torch.dtype) -> None:
+    rope = RoPE2d(8)
+    x = torch.randn(2, 5, 7, 3, 8).to(dtype).requires_grad_()
+    with_grad = rope(x)  # the concatenating path, which autograd can differentiate
+    with torch.inference_mode():
+        written_in_place = rope(x.detach())
+    assert written_in_place.dtype == dtype
+    torch.testing.assert_close(written_in_place, with_grad.detach(), rtol=0, atol=0)
+
+
 def test_rope_scores_depend_only_on_the_offset() -> None:
     rope = RoPE2d(8)
     q, k = torch.randn(8), torch.randn(8)

@@ -205,3 +205,42 @@ def test_the_compiled_path_gives_the_same_probabilities(monkeypatch) -> None:
     list(predict_tiles(model, _source(image), compiled, TilingConfig(tile=64, device="cpu", compile=True)))
     np.testing.assert_allclose(plain.out, compiled.out, atol=1e-5)
     assert not hasattr(model, "_orig_mod")  # the network itself was not replaced
+
+
+def test_precision_auto_is_bf16_only_where_the_device_computes_it(monkeypatch) -> None:
+    from napari_usema.inference import devices
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+    assert devices.uses_bf16(cpu) and devices.precision_used("cpu") == "bf16"
+    assert not devices.uses_bf16(cpu, "fp32") and devices.precision_used("cpu", "fp32") == "fp32"
+    assert not devices.uses_bf16(cpu, training=True)  # CPU training stays fp32
+    assert not devices.uses_bf16(torch.device("mps"))
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)  # emulated bf16 would be slower
+    assert not devices.uses_bf16(cpu) and devices.precision_used("cpu") == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert devices.uses_bf16(torch.device("cuda"), training=True)
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32"):
+        devices.uses_bf16(cpu, "fp16")
+    with pytest.raises(ValueError, match="precision must be 'auto' or 'fp32'"):
+        TilingConfig(precision="bf16")
+
+
+def test_bf16_on_a_cpu_that_has_it_runs_the_network_in_bf16_close_to_fp32(monkeypatch) -> None:
+    from napari_usema.inference import devices
+    from napari_usema.model import USEMA, preset
+
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)  # whatever this CPU is
+    torch.manual_seed(0)
+    model = USEMA(preset("tiny")).eval()
+    seen: list[torch.dtype] = []
+    model.encoder[0].convs[0].conv1.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    image = np.random.default_rng(3).normal(size=(96, 80)).astype(np.float32)
+    sinks = {}
+    for precision in ("auto", "fp32"):
+        sinks[precision] = ArraySink(3, image.shape)
+        list(predict_tiles(model, _source(image), sinks[precision], TilingConfig(tile=64, device="cpu", precision=precision)))
+    assert seen[0] == torch.bfloat16 and seen[-1] == torch.float32  # auto ran bf16, fp32 did not
+    assert sinks["auto"].out.dtype == np.float32
+    np.testing.assert_allclose(sinks["auto"].out, sinks["fp32"].out, atol=0.03)  # probabilities, bf16's 3 digits
+    assert not np.array_equal(sinks["auto"].out, sinks["fp32"].out)

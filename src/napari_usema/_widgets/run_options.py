@@ -14,7 +14,7 @@ from napari_usema.inference.tiling import TilingConfig
 
 
 class RunOptions(Container):
-    """Device, tile, overlap, batch, mirror and multi-scale TTA, and the run's extra layers."""
+    """Device, precision, tile, overlap, batch, mirror and multi-scale TTA, and the run's extra layers."""
 
     def __init__(self) -> None:
         defaults = TilingConfig()
@@ -23,6 +23,9 @@ class RunOptions(Container):
         self.overlap = FloatSpinBox(label="Overlap", value=defaults.overlap, min=0.0, max=0.9, step=0.05, tooltip=HELP["overlap"])
         self.batch = SpinBox(label="Batch", value=defaults.batch, min=0, max=256, tooltip=HELP["batch"])
         self.batch.native.setSpecialValueText("auto")  # 0: sized to the device
+        self.precision = ComboBox(
+            label="Precision", choices=["auto", "fp32"], value=defaults.precision, tooltip=HELP["precision"]
+        )
         self.tta = CheckBox(text="Mirror TTA (4x slower)", value=defaults.tta, tooltip=HELP["tta"])
         self.scale_choices = dict(MULTISCALE)
         self.multiscale = ComboBox(label="Multi-scale TTA", choices=list(self.scale_choices), value="off", tooltip=HELP["scales"])
@@ -35,7 +38,7 @@ class RunOptions(Container):
             tooltip="a layer with the objects a new run added (green) and removed (magenta) against the last run's labels",
         )  # fmt: skip
         super().__init__(widgets=[
-            self.device, self.tile, self.overlap, self.batch, self.tta, self.multiscale,
+            self.device, self.precision, self.tile, self.overlap, self.batch, self.tta, self.multiscale,
             self.show_probabilities, self.new_layer, self.mark_changes,
         ])  # fmt: skip
         self.margins = (0, 0, 0, 0)
@@ -50,6 +53,7 @@ class RunOptions(Container):
             tta=self.tta.value,
             scales=self.scale_choices[self.multiscale.value],
             device=self.device.value,
+            precision=self.precision.value,
         )
 
     def use_scales(self, scales: tuple[float, ...]) -> None:

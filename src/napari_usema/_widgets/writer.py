@@ -41,7 +41,7 @@ def run_record(
     saved, not here (this runs on napari's drawing thread). The ``usema predict`` line is given only
     where it would segment what Segment did: a model file, and a layer that is its file as napari read
     it whole (not one channel of it as this plugin's reader splits them, nor a layer made in napari)."""
-    from napari_usema.inference.devices import select_device
+    from napari_usema.inference.devices import precision_used, select_device
 
     meta = loaded.metadata
     source = getattr(getattr(image, "source", None), "path", None)
@@ -54,6 +54,7 @@ def run_record(
         "task": meta.task,
         "tiling": jsonable(used),
         "tile_given": tiling.tile != type(tiling)().tile,  # a default tile is clamped to small images, as the CLI does
+        "precision_used": precision_used(used.device, tiling.precision),  # what auto chose on this machine
         "watershed": jsonable(watershed),
         "diameter": diameter,
         "channel": channel,

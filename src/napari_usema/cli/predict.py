@@ -34,6 +34,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=t.batch, help=help_text("batch", t.batch))
     p.add_argument("--tta", action="store_true", help=help_text("tta"))
     p.add_argument("--compile", action="store_true", help=help_text("compile"))
+    p.add_argument("--precision", choices=("auto", "fp32"), default=t.precision, help=help_text("precision", t.precision))
     p.add_argument(
         "--scales",
         type=parse_scales,
@@ -184,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
         tile=next((t for t in (args.tile, args.max_tile) if t is not None), TilingConfig.tile),  # 0 is refused, not 256
         fit=args.max_tile is not None,
         compile=args.compile,
+        precision=args.precision,
         overlap=args.overlap,
         batch=args.batch,
         tta=args.tta,
@@ -320,6 +322,7 @@ def provenance(
     and the ``usema predict`` line that makes the same labels again."""
     import dataclasses
 
+    from napari_usema.inference.devices import precision_used
     from napari_usema.io.provenance import jsonable, predict_command, result_record
 
     meta = loaded.metadata
@@ -330,6 +333,7 @@ def provenance(
         "task": meta.task,
         "tiling": jsonable(used),
         "tile_given": args.tile is not None,
+        "precision_used": precision_used(tiling.device, tiling.precision),  # what auto chose on this machine
         "watershed": jsonable(watershed),
         "diameter": diameter,
         "channel": job.channel,

@@ -91,8 +91,11 @@ class _Runner:
     The model is only read: where it is not on ``device`` a copy is, so callers sharing it are unaffected.
     """
 
-    def __init__(self, model: torch.nn.Module, device: torch.device, tta: bool, batch: int, compiled: bool = False) -> None:
+    def __init__(
+        self, model: torch.nn.Module, device: torch.device, tta: bool, batch: int, compiled: bool = False, precision: str = "auto"
+    ) -> None:
         self.model, self.device, self.tta, self.batch = on_device(model, device), device, tta, batch
+        self.precision = precision
         if compiled:  # a compiled wrapper: the network itself is not changed
             self.model = torch.compile(self.model, backend=COMPILE_BACKEND, dynamic=False)
         self.notes: list[str] = []
@@ -121,7 +124,7 @@ class _Runner:
         total = None
         for dims in flips:
             xi = x.flip(dims) if dims else x
-            with autocast(self.device):
+            with autocast(self.device, self.precision):
                 logits = self.model(xi)
             probs = logits.float().softmax(dim=1)
             probs = probs.flip(dims) if dims else probs
@@ -147,7 +150,7 @@ def predict_tiles(
     config = with_batch(config, (h, w), model)
     (th, tw), starts = plan_tiles((h, w), config)
     weight = gaussian_weight((th, tw), config.sigma_scale)
-    runner = _Runner(model, select_device(config.device), config.tta, config.batch, config.compile)
+    runner = _Runner(model, select_device(config.device), config.tta, config.batch, config.compile, config.precision)
     batches = [starts[i : i + config.batch] for i in range(0, len(starts), config.batch)]
     band = _Band(width=w)
     for done, batch in enumerate(batches, start=1):

@@ -42,6 +42,9 @@ class TilingConfig:
         compile: Run the network through ``torch.compile`` (off by default: its first batches take minutes
             to compile, which pays only on long GPU runs; ``benchmarks/gpu.sh`` measures it).
         sigma_scale: Gaussian weight's sigma as a fraction of the tile side.
+        precision: ``auto``: bf16 where the device computes it natively (CUDA GPUs with bf16, CPUs with
+            AVX512-BF16 or AMX: :func:`~napari_usema.inference.devices.uses_bf16`), fp32 elsewhere;
+            ``fp32``: always full precision.
     """
 
     tile: int = 256
@@ -54,6 +57,7 @@ class TilingConfig:
     clamp_tile: bool = True
     compile: bool = False
     sigma_scale: float = 0.125
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         in_range("tile", self.tile, 16, integer=True)
@@ -64,6 +68,8 @@ class TilingConfig:
         boolean("clamp_tile", self.clamp_tile)
         boolean("compile", self.compile)
         in_range("sigma_scale", self.sigma_scale, 0, low_open=True)
+        if self.precision not in ("auto", "fp32"):
+            raise ValueError(f"precision must be 'auto' or 'fp32', got {self.precision!r}")
         if not isinstance(self.device, str):
             raise ValueError(f"device must be a name such as 'auto', 'cpu' or 'cuda', got {self.device!r}")
         if self.scales is not None:

@@ -5,12 +5,13 @@
 
 - the model: its name, file, sha256 and task;
 - the versions of napari-usema, PyTorch, NumPy and Python;
-- every option in effect: tiling (tile, overlap, batch, mirror TTA, scales, device), the watershed,
+- every option in effect: tiling (tile, overlap, batch, mirror TTA, scales, device, precision, and the
+  precision that ``auto`` chose on this machine: bf16 or fp32), the watershed,
   the object diameter, channel, axes, stack links, resolution level;
 - the input: its file, sha256 and shape;
 - the time taken, and when;
 - ``command``: the ``usema predict`` line that makes the same labels again (on the same device; on CPU
-  exactly).
+  exactly, where the machine runs the same precision: ``--precision fp32`` gives the same labels on every CPU).
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ def predict_command(input_path: str | Path, model: str | Path, out: str | Path, 
         argv.append("--tta")
     if tiling.get("compile"):
         argv.append("--compile")
+    argv += ["--precision", str(tiling.get("precision", "auto"))]
     if options.get("channel") is not None:
         argv += ["--channel", str(options["channel"])]
     if options.get("axes"):

@@ -186,7 +186,7 @@ class _TrainingRun:
             seconds = agree_on_max(seconds, self.world)
         for group in self.optimizer.param_groups:
             group["lr"] = self.config.lr * schedule_factor(self.config, step, seconds)
-        with autocast(self.device):
+        with autocast(self.device, training=True):
             outputs = self.net(images, deep_supervision=self.metadata.config.deep_supervision)
         loss = deep_supervision_loss(outputs if isinstance(outputs, list) else [outputs], targets, weights)
         if not bool(torch.isfinite(loss.detach())):
