@@ -2,6 +2,8 @@
 
     python benchmarks/predict_speed.py --compare 9f1cade            # a git revision (checked out aside)
     python benchmarks/predict_speed.py --compare ../old-checkout    # or a folder holding src/napari_usema
+    python benchmarks/predict_speed.py --compare ec0f020 --image src/napari_usema/samples/nuclei.tif --repeats 4
+                                                                    # the start-up: README's first command
 
 Both versions run the same command, in fresh processes, alternating (baseline, current, baseline, ...):
 ``usema predict IMAGE --model MODEL --out DIR`` with the defaults, on a SIDE x SIDE image made by tiling
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -72,6 +75,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--compare", required=True, help="a git revision, or a folder holding src/napari_usema")
     parser.add_argument("--side", type=int, default=2048, help="image side in pixels (default 2048)")
+    parser.add_argument("--image", type=Path, help="segment this image instead of a SIDE x SIDE one (e.g. the sample)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each version (default 3)")
     parser.add_argument("--model", default="nuclei", help="bundled model name (default nuclei)")
     parser.add_argument("extra", nargs="*", help="further usema predict options for both versions, after --")
@@ -79,7 +83,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="usema-speed-") as folder:
         work = Path(folder)
         image = work / "image.tif"
-        make_image(image, args.side)
+        if args.image is None:
+            make_image(image, args.side)
+        else:  # the file's own bytes (its compression changes how it is read), under the name read back
+            shutil.copyfile(args.image, image)
         trees = {"baseline": source_tree(args.compare, work), "current": ROOT / "src"}
         times: dict[str, list[float]] = {name: [] for name in trees}
         try:
@@ -95,7 +102,8 @@ def main() -> None:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(work / "baseline")], check=False)
         best = {name: min(values) for name, values in times.items()}
         print(json.dumps({
-            "bench": "predict_speed", "compare": args.compare, "side": args.side, "model": args.model, "options": args.extra,
+            "bench": "predict_speed", "compare": args.compare, "model": args.model, "options": args.extra,
+            "image": str(args.image) if args.image else f"{args.side}x{args.side}",
             "baseline_best_s": round(best["baseline"], 2), "current_best_s": round(best["current"], 2),
             "speedup": round(best["baseline"] / best["current"], 3), "labels_f1_current_vs_baseline": round(f1, 4),
             "threads": os.cpu_count(),

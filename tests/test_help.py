@@ -13,8 +13,8 @@ from napari_usema.cli.main import build_parser
 
 # The settings each front end offers, by HELP key.
 IN_PREDICT = {
-    "model", "axes", "channel", "device", "max_tile", "tile", "overlap", "batch", "compile", "tta", "scales", "diameter",
-    "stitch", "track", "link_iou", "probabilities", "mode", "interior_threshold", "foreground_threshold", "min_size",
+    "model", "axes", "channel", "device", "precision", "max_tile", "tile", "overlap", "batch", "compile", "tta", "scales",
+    "diameter", "stitch", "track", "link_iou", "probabilities", "mode", "interior_threshold", "foreground_threshold", "min_size",
     "fill_holes",
 }  # fmt: skip
 IN_FINETUNE = {"steps", "lr"}

@@ -67,6 +67,16 @@ def test_fixed_tiles_clamp_to_a_small_image_or_refuse_it() -> None:
         effective_tile((100, 300), TilingConfig(tile=256, fit=False, clamp_tile=False))
 
 
+def test_an_axis_at_most_one_overlap_longer_than_the_default_tile_is_one_tile() -> None:
+    config = TilingConfig(tile=256, overlap=0.125)  # 32-pixel overlap
+    tile, starts = plan_tiles((260, 347), config)  # the bundled sample
+    assert tile == (260, 256) and starts == [(0, 0), (0, 91)]  # two tiles, not four
+    assert effective_tile((288, 289), config) == (288, 256)  # 256 + 32 is one tile, one more is not
+    assert effective_tile((2048, 100), config) == (256, 100)
+    given = TilingConfig(tile=256, clamp_tile=False)  # a tile the user chose is kept as it is
+    assert plan_tiles((260, 347), given)[0] == (256, 256) and len(plan_tiles((260, 347), given)[1]) == 4
+
+
 def test_fitted_tiles_are_the_fewest_that_cover_and_no_larger_than_needed() -> None:
     assert fitted_side(300, 512, 32) == 300  # one tile: the whole axis
     assert fitted_side(2048, 512, 32) == 448  # 5 tiles, as 512 would need, of 448 (not 5 of 512)

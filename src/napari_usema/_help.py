@@ -13,9 +13,9 @@ HELP = {
     "the file gives it (e.g. DAPI); fluorescence channels are never fed to a colour model as RGB",
     "device": "where the network runs: auto (a CUDA GPU, then Apple MPS, then the CPU), cpu, cuda or mps",
     # --- tiling and test-time augmentation --------------------------------------------------------
-    "tile": "the image is cut into square tiles of this many pixels (the default is shrunk for smaller images; "
-    "a size you give is not): the bundled models learned on 256-pixel patches, and each tile is normalised on "
-    "its own, so other sizes cost accuracy",
+    "tile": "the image is cut into square tiles of this many pixels (the default is fitted to an image side shorter "
+    "than it, or at most one overlap longer; a size you give is not): the bundled models learned on 256-pixel "
+    "patches, and each tile is normalised on its own, so other sizes cost accuracy",
     "max_tile": "instead of --tile: the fewest tiles of at most this side, shrunk evenly to fit the image, so "
     "little is computed twice; faster, for models that do not mind the tile size (the bundled ones do)",
     "overlap": "how much neighbouring tiles overlap at least, as a fraction of the (largest) tile: seams disappear "
