@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from napari_usema.io.image_info import ImageInfo, open_image
-from napari_usema.io.images import ImageReadError, is_zarr
+from napari_usema.io.images import DecodedOnRead, ImageReadError, is_zarr
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -51,6 +51,8 @@ def read_layers(path: str) -> list[LayerData]:
         image, info = open_image(Path(path))
     except ImageReadError as err:
         raise ValueError(str(err)) from None
+    if isinstance(image, DecodedOnRead):  # a small compressed TIFF: the layer gets its own array
+        image = np.array(image)
     name = Path(str(path).rstrip("/")).name.split(".")[0]
     axes = info.axes
     if axes is None:  # the file does not say: show it as it is, and let the Segment section read it

@@ -1,0 +1,70 @@
+"""Reading TIFFs lazily: memory-mapped, decoded on the first read (small compressed files), or through zarr."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_usema.io import images
+from napari_usema.io.image_info import open_image
+from napari_usema.io.images import DecodedOnRead, read_image
+
+
+def _compressed(path: Path, seed: int, shape: tuple[int, ...] = (60, 70)) -> np.ndarray:
+    pixels = np.random.default_rng(seed).integers(0, 255, shape, dtype=np.uint8)
+    tifffile.imwrite(path, pixels, compression="zlib")
+    return pixels
+
+
+def test_a_small_compressed_tiff_is_decoded_at_the_first_read_and_read_only(tmp_path: Path) -> None:
+    pixels = _compressed(tmp_path / "a.tif", 0)
+    image = read_image(tmp_path / "a.tif", lazy=True)
+    assert isinstance(image, DecodedOnRead)
+    assert (image.shape, image.dtype, image.ndim, image.size, len(image)) == ((60, 70), np.uint8, 2, 4200, 60)
+    np.testing.assert_array_equal(image[5:9, ::3], pixels[5:9, ::3])
+    view = np.asarray(image)
+    with pytest.raises(ValueError, match="read-only"):
+        view[0, 0] = 1  # the decoded pixels are shared by every read: no read may change them
+    copy = np.array(image)
+    copy[0, 0] = 1
+    assert not np.shares_memory(copy, view) and image[0, 0] == pixels[0, 0]
+    assert np.asarray(image, np.float32).dtype == np.float32
+
+
+def test_only_the_last_file_read_stays_decoded(tmp_path: Path) -> None:
+    first, second = _compressed(tmp_path / "a.tif", 1), _compressed(tmp_path / "b.tif", 2)
+    a, b = read_image(tmp_path / "a.tif", lazy=True), read_image(tmp_path / "b.tif", lazy=True)
+    np.testing.assert_array_equal(a[:], first)
+    np.testing.assert_array_equal(b[:], second)
+    assert images._decoded.cache_info().currsize == 1
+    np.testing.assert_array_equal(a[:], first)  # decoded again when read again
+
+
+def test_large_or_uncompressed_tiffs_keep_their_lazy_readers(tmp_path: Path, monkeypatch) -> None:
+    tifffile.imwrite(tmp_path / "plain.tif", np.zeros((30, 40), np.uint16))
+    assert isinstance(read_image(tmp_path / "plain.tif", lazy=True), np.memmap)
+    pixels = _compressed(tmp_path / "big.tif", 3)
+    monkeypatch.setattr(images, "DECODE_WHOLE_BYTES", pixels.nbytes - 1)  # a "large" file: zarr, tile by tile
+    lazy = read_image(tmp_path / "big.tif", lazy=True)
+    assert type(lazy).__module__.startswith("zarr")
+    np.testing.assert_array_equal(lazy[:], pixels)
+
+
+def test_a_colour_tiff_decoded_on_read_opens_with_its_axes(tmp_path: Path) -> None:
+    rgb = np.random.default_rng(4).integers(0, 255, (40, 50, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb", compression="zlib")
+    image, info = open_image(tmp_path / "rgb.tif")
+    assert isinstance(image, DecodedOnRead) and image.shape == (40, 50, 3) and info.colour
+    np.testing.assert_array_equal(image[:], rgb)
+
+
+def test_napari_layers_of_a_small_compressed_tiff_own_their_pixels(tmp_path: Path) -> None:
+    from napari_usema._widgets.reader import read_layers
+
+    pixels = _compressed(tmp_path / "cells.tif", 5)
+    (data, _meta, kind), *_ = read_layers(str(tmp_path / "cells.tif"))
+    assert kind == "image" and isinstance(data, np.ndarray) and data.flags.writeable
+    np.testing.assert_array_equal(data, pixels)
