@@ -5,7 +5,8 @@
     python benchmarks/predict_speed.py --compare ec0f020 --image src/napari_usema/samples/nuclei.tif --repeats 4
                                                                     # the start-up: README's first command
 
-Both versions run the same command, in fresh processes, alternating (baseline, current, baseline, ...):
+Both versions run the same command, in fresh processes, after one discarded warm-up run each, alternating
+(baseline, current, baseline, ...):
 ``usema predict IMAGE --model MODEL --out DIR`` with the defaults, on a SIDE x SIDE image made by tiling
 the bundled nuclei sample (real nuclei). Each version runs its own bundled model (the checkpoint format
 has changed since older revisions). Prints one JSON line per run, then one with the best time of each and their ratio
@@ -85,14 +86,16 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="usema-speed-") as folder:
         work = Path(folder)
-        image = work / "image.tif"
+        image = work / ("image" + (args.image.suffix if args.image else ".tif"))
         if args.image is None:
             make_image(image, args.side)
-        else:  # the file's own bytes (its compression changes how it is read), under the name read back
+        else:  # the file's own bytes (its compression changes how it is read)
             shutil.copyfile(args.image, image)
         trees = {"baseline": source_tree(args.compare, work), "current": ROOT / "src"}
         times: dict[str, list[float]] = {name: [] for name in trees}
         try:
+            for name, src in trees.items():  # a discarded warm-up: each version's first run compiles its modules
+                run(src, image, args.model, work / name, args.extra)
             for repeat in range(args.repeats):
                 for name, src in trees.items():
                     seconds = run(src, image, args.model, work / name, args.extra)
@@ -106,7 +109,7 @@ def main() -> None:
         best = {name: min(values) for name, values in times.items()}
         print(json.dumps({
             "bench": "predict_speed", "compare": args.compare, "model": args.model, "options": args.extra,
-            "image": str(args.image) if args.image else f"{args.side}x{args.side}",
+            "image": str(args.image) if args.image else f"{args.side}x{args.side}", "repeats": args.repeats,
             "baseline_best_s": round(best["baseline"], 2), "current_best_s": round(best["current"], 2),
             "speedup": round(best["baseline"] / best["current"], 3), "labels_f1_current_vs_baseline": round(f1, 4),
             "threads": os.cpu_count(),

@@ -65,7 +65,8 @@ def test_every_control_of_the_widget_has_a_tooltip_and_shared_ones_match(make_na
     assert not missing, f"controls without a tooltip: {missing}"
     s, p, f = widget.segment, widget.postprocess, widget.finetune
     shared = {
-        "tile": s.tile, "overlap": s.overlap, "batch": s.batch, "device": s.device, "axes": s.axes,
+        "tile": s.tile, "overlap": s.overlap, "batch": s.batch, "device": s.device, "precision": s.run_options.precision,
+        "axes": s.axes,
         "channel": s.channel, "diameter": s.diameter, "scales": s.multiscale, "link_iou": s.link_iou,
         "mode": p.mode, "interior_threshold": p.interior, "min_size": p.min_size, "steps": f.steps, "lr": f.lr,
     }  # fmt: skip

@@ -34,13 +34,32 @@ def test_a_small_compressed_tiff_is_decoded_at_the_first_read_and_read_only(tmp_
     assert np.asarray(image, np.float32).dtype == np.float32
 
 
-def test_only_the_last_file_read_stays_decoded(tmp_path: Path) -> None:
-    first, second = _compressed(tmp_path / "a.tif", 1), _compressed(tmp_path / "b.tif", 2)
-    a, b = read_image(tmp_path / "a.tif", lazy=True), read_image(tmp_path / "b.tif", lazy=True)
-    np.testing.assert_array_equal(a[:], first)
-    np.testing.assert_array_equal(b[:], second)
-    assert images._decoded.cache_info().currsize == 1
-    np.testing.assert_array_equal(a[:], first)  # decoded again when read again
+def test_only_the_two_last_files_read_stay_decoded(tmp_path: Path) -> None:
+    pixels = [_compressed(tmp_path / f"{i}.tif", i) for i in range(3)]
+    lazy = [read_image(tmp_path / f"{i}.tif", lazy=True) for i in range(3)]
+    images._decoded.cache_clear()
+    for _ in range(3):  # an image and its mask read in turn: each decoded once
+        for i in (0, 1):
+            np.testing.assert_array_equal(lazy[i][::2], pixels[i][::2])
+    assert images._decoded.cache_info().misses == 2
+    np.testing.assert_array_equal(lazy[2][:], pixels[2])  # a third file pushes the first out ...
+    np.testing.assert_array_equal(lazy[0][:], pixels[0])  # ... and it is decoded again
+    info = images._decoded.cache_info()
+    assert (info.misses, info.currsize) == (4, 2)
+
+
+def test_a_file_changed_or_corrupt_after_opening_is_a_clear_error(tmp_path: Path) -> None:
+    _compressed(tmp_path / "a.tif", 0)
+    image = read_image(tmp_path / "a.tif", lazy=True)
+    _compressed(tmp_path / "a.tif", 1, shape=(30, 20))  # replaced by an image of another shape
+    with pytest.raises(images.ImageReadError, match="changed while it was open"):
+        image[0]
+    raw = bytearray((tmp_path / "a.tif").read_bytes())
+    raw[-200:] = bytes(200)  # the compressed stream (written last) broken
+    (tmp_path / "a.tif").write_bytes(bytes(raw))
+    broken = read_image(tmp_path / "a.tif", lazy=True)
+    with pytest.raises(images.ImageReadError, match="could not be decoded"):
+        broken[0]
 
 
 def test_large_or_uncompressed_tiffs_keep_their_lazy_readers(tmp_path: Path, monkeypatch) -> None:
@@ -68,3 +87,16 @@ def test_napari_layers_of_a_small_compressed_tiff_own_their_pixels(tmp_path: Pat
     (data, _meta, kind), *_ = read_layers(str(tmp_path / "cells.tif"))
     assert kind == "image" and isinstance(data, np.ndarray) and data.flags.writeable
     np.testing.assert_array_equal(data, pixels)
+
+
+def test_a_multichannel_tiff_decoded_on_read_is_standardised_without_dask(tmp_path: Path) -> None:
+    from napari_usema.inference.axes import read_axes
+
+    stack = np.random.default_rng(6).integers(0, 255, (2, 30, 40), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "cyx.tif", stack, compression="zlib", metadata={"axes": "CYX"})
+    image, info = open_image(tmp_path / "cyx.tif")
+    assert isinstance(image, DecodedOnRead)
+    reading = read_axes(image.shape, 1, given="CYX", file_axes=info.axes, file_colour=info.colour, channel=0)
+    standard = reading.standardise(image)
+    assert isinstance(standard, np.ndarray)
+    np.testing.assert_array_equal(standard, np.moveaxis(stack, 0, -1))

@@ -230,3 +230,12 @@ def test_the_fast_cpu_blocks_compute_what_they_replace() -> None:
     x1, x2 = q.chunk(2, dim=-1)
     c, s = cos[:, :, None], sin[:, :, None]
     assert torch.allclose(rope(q), torch.cat([x1 * c - x2 * s, x1 * s + x2 * c], dim=-1), atol=1e-6)  # RoFormer's rotation
+
+
+def test_rope_compiles_as_one_graph_in_inference() -> None:
+    """Graph capture takes the concatenating path: out= into a half of a tensor would split the graph."""
+    rope = RoPE2d(8)
+    x = torch.randn(1, 4, 5, 2, 8)
+    compiled = torch.compile(rope, backend="eager", fullgraph=True)
+    with torch.inference_mode():
+        torch.testing.assert_close(compiled(x), rope(x), rtol=0, atol=0)

@@ -63,3 +63,24 @@ def test_fitted_tiles_are_recorded_and_reproduced(crop: Path, tmp_path: Path, ca
     for option in ("--max-tile", "--tile"):  # 0 is refused, never read as "the default"
         assert main(["predict", str(crop), "--model", "nuclei", "--out", str(tmp_path / "zero"), option, "0"]) == 2
         assert "tile must be an integer >= 16" in capsys.readouterr().err
+
+
+def test_the_precision_that_ran_is_recorded_and_the_command_repeats_it(crop: Path, tmp_path: Path, monkeypatch) -> None:
+    from napari_usema.inference import devices
+    from napari_usema.io.provenance import predict_command
+
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)  # this CPU, as far as auto knows: fp32
+    assert main(["predict", str(crop), "--model", "nuclei", "--out", str(tmp_path / "a"), "--device", "cpu"]) == 0
+    record = json.loads((tmp_path / "a" / "cells.json").read_text())
+    assert record["options"]["tiling"]["precision"] == "auto" and record["options"]["precision_used"] == "fp32"
+    argv = shlex.split(record["command"])
+    assert argv[argv.index("--precision") + 1] == "fp32"  # what ran, so the line gives fp32 on any CPU
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+    assert main(["predict", str(crop), "--model", "nuclei", "--out", str(tmp_path / "b"), "--device", "cpu"]) == 0
+    record = json.loads((tmp_path / "b" / "cells.json").read_text())
+    assert record["options"]["precision_used"] == "bf16"
+    argv = shlex.split(record["command"])
+    assert argv[argv.index("--precision") + 1] == "auto"  # bf16 where the CPU has it
+    older = dict(record["options"])
+    del older["precision_used"]  # a record from before the option: no flag, rather than a guess
+    assert "--precision" not in predict_command(crop, "nuclei", tmp_path, older)

@@ -135,9 +135,9 @@ def test_multiscale_tta_averages_the_passes_at_the_images_resolution(intensity_m
         except StopIteration as stop:
             result = stop.value
             break
-    # 64-px tiles overlapping by 16, in batches of 2: at half size (80x100) one row of 80-px tiles (64 + 16),
-    # 2 tiles, 1 batch; at full size (160x200) 12 tiles, 6 batches.
-    assert [(p.done, p.total) for p in progress] == [(i, 7) for i in range(1, 8)]
+    # 64-px tiles in batches of 2 (an axis up to 64 + 8 would be one tile): at half size (80x100) 4 tiles,
+    # 2 batches; at full size (160x200) 12 tiles, 6.
+    assert [(p.done, p.total) for p in progress] == [(i, 8) for i in range(1, 9)]
     passes = []
     for scale in (0.5, 1.0):
         at = dataclasses.replace(intensity_model, metadata=dataclasses.replace(intensity_model.metadata, input_scale=scale))

@@ -73,6 +73,8 @@ def test_an_axis_at_most_one_overlap_longer_than_the_default_tile_is_one_tile() 
     assert tile == (260, 256) and starts == [(0, 0), (0, 91)]  # two tiles, not four
     assert effective_tile((288, 289), config) == (288, 256)  # 256 + 32 is one tile, one more is not
     assert effective_tile((2048, 100), config) == (256, 100)
+    wide = TilingConfig(tile=256, overlap=0.5)  # a larger overlap does not make whole images one tile
+    assert effective_tile((288, 300), wide) == (288, 256)  # at most an eighth of the tile more
     given = TilingConfig(tile=256, clamp_tile=False)  # a tile the user chose is kept as it is
     assert plan_tiles((260, 347), given)[0] == (256, 256) and len(plan_tiles((260, 347), given)[1]) == 4
 
@@ -194,7 +196,7 @@ def test_batch_zero_is_one_tile_on_the_cpu_and_what_the_gpu_holds(monkeypatch) -
     cpu = TilingConfig(tile=64, device="cpu")
     assert cpu.batch == 0 and with_batch(cpu, (300, 300), _Constant()).batch == 1
     cuda = torch.device("cuda")
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda **_: True)
     per_tile = 512 * 512 * 32 * devices.ACTIVATION_BYTES / 2  # bf16
     assert devices.auto_batch(cuda, 512 * 512, 32, free_bytes=int(10 * per_tile)) == 5  # half the free memory
     assert devices.auto_batch(cuda, 512 * 512, 32, free_bytes=1) == 1  # never 0
@@ -228,11 +230,11 @@ def test_precision_auto_is_bf16_only_where_the_device_computes_it(monkeypatch) -
     assert not devices.uses_bf16(torch.device("mps"))
     monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)  # emulated bf16 would be slower
     assert not devices.uses_bf16(cpu) and devices.precision_used("cpu") == "fp32"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda **_: True)
     assert devices.uses_bf16(torch.device("cuda"), training=True)
     with pytest.raises(ValueError, match="precision must be one of auto, fp32"):
         devices.uses_bf16(cpu, "fp16")
-    with pytest.raises(ValueError, match="precision must be 'auto' or 'fp32'"):
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32; got 'bf16'"):
         TilingConfig(precision="bf16")
 
 

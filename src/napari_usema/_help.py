@@ -25,7 +25,7 @@ HELP = {
     "compile": "compile the network with torch.compile first: its first batches take a minute or more, so it pays "
     "only on long GPU runs (see benchmarks/gpu.sh)",
     "precision": "auto: bf16 where the device computes it natively (CUDA GPUs; CPUs with AVX512-BF16 or AMX, "
-    "about 1.7x faster there, with the same validation accuracy); fp32: always full precision, the same labels on every machine",
+    "about 1.7x faster there, with the same validation accuracy); fp32: always full precision",
     "tta": "also run on mirrored copies and average (4x slower, slightly smoother results)",
     "scales": "multi-scale test-time augmentation: also run at these sizes around the model's own and average, so "
     "objects of unusual size are found more often (about 3x slower for 3 sizes)",

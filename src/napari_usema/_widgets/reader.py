@@ -52,7 +52,7 @@ def read_layers(path: str) -> list[LayerData]:
     except ImageReadError as err:
         raise ValueError(str(err)) from None
     if isinstance(image, DecodedOnRead):  # a small compressed TIFF: the layer gets its own array
-        image = np.array(image)
+        image = image.read_copy()
     name = Path(str(path).rstrip("/")).name.split(".")[0]
     axes = info.axes
     if axes is None:  # the file does not say: show it as it is, and let the Segment section read it

@@ -10,7 +10,7 @@ from superqt import QCollapsible
 from napari_usema._help import HELP
 from napari_usema._widgets.segment_choices import MULTISCALE, scales_label
 from napari_usema.inference.devices import available_devices
-from napari_usema.inference.tiling import TilingConfig
+from napari_usema.inference.tiling import PRECISIONS, TilingConfig
 
 
 class RunOptions(Container):
@@ -24,7 +24,7 @@ class RunOptions(Container):
         self.batch = SpinBox(label="Batch", value=defaults.batch, min=0, max=256, tooltip=HELP["batch"])
         self.batch.native.setSpecialValueText("auto")  # 0: sized to the device
         self.precision = ComboBox(
-            label="Precision", choices=["auto", "fp32"], value=defaults.precision, tooltip=HELP["precision"]
+            label="Precision", choices=list(PRECISIONS), value=defaults.precision, tooltip=HELP["precision"]
         )
         self.tta = CheckBox(text="Mirror TTA (4x slower)", value=defaults.tta, tooltip=HELP["tta"])
         self.scale_choices = dict(MULTISCALE)
@@ -54,6 +54,8 @@ class RunOptions(Container):
             scales=self.scale_choices[self.multiscale.value],
             device=self.device.value,
             precision=self.precision.value,
+            # As on the command line: the default tile is fitted to the image, a tile the user set is kept.
+            clamp_tile=self.tile.value == TilingConfig.tile,
         )
 
     def use_scales(self, scales: tuple[float, ...]) -> None:

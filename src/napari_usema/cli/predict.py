@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from napari_usema._help import help_text
 from napari_usema.cli.inputs import InputPlan, check_input, collect_inputs, plan_outputs
 from napari_usema.cli.progress import ProgressBar
-from napari_usema.inference.tiling import TilingConfig
+from napari_usema.inference.tiling import PRECISIONS, TilingConfig
 from napari_usema.postprocess.config import WatershedConfig
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=t.batch, help=help_text("batch", t.batch))
     p.add_argument("--tta", action="store_true", help=help_text("tta"))
     p.add_argument("--compile", action="store_true", help=help_text("compile"))
-    p.add_argument("--precision", choices=("auto", "fp32"), default=t.precision, help=help_text("precision", t.precision))
+    p.add_argument("--precision", choices=PRECISIONS, default=t.precision, help=help_text("precision", t.precision))
     p.add_argument(
         "--scales",
         type=parse_scales,

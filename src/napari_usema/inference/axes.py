@@ -80,12 +80,17 @@ class AxesReading:
         return standard_axes(self.axes, shape)
 
     def standardise(self, image: Any) -> Any:
-        """``image`` with its axes in the standard order; a view for numpy arrays, a lazy dask array
-        for others (zarr), and the image itself when it is in that order already."""
+        """``image`` with its axes in the standard order; a view for numpy arrays (and small TIFFs decoded
+        whole at the first read), a lazy dask array for others (zarr), and the image itself when it is in
+        that order already."""
         shape = tuple(image.shape)
         target = self.standard(shape)
         if target == self.axes:
             return image
+        from ..io.images import DecodedOnRead
+
+        if isinstance(image, DecodedOnRead):  # small and decoded whole anyway: a numpy view, not dask
+            image = np.asarray(image)
         if not isinstance(image, np.ndarray):
             import dask.array as da
 

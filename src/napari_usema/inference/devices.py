@@ -1,6 +1,7 @@
 """Which device runs the network, and the reduced precision that pays on it.
 
-Training and inference both call :func:`autocast`, so a model is trained and run at the same precision.
+Training and inference both call :func:`autocast`: on a GPU a model is trained and run at the same precision;
+on the CPU it trains in fp32 and runs in bf16 where the CPU computes it natively.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ import functools
 from typing import Any
 
 import torch
+
+from .tiling import PRECISIONS
 
 # torch.OutOfMemoryError is new in torch 2.5; older releases (we support >= 2.2) raise the CUDA class,
 # which 2.5 made an alias of it.
@@ -45,7 +48,9 @@ ACTIVATION_BYTES = 64
 AUTO_BATCH_MAX = 64
 
 
-def auto_batch(device: torch.device, tile_pixels: int, top_channels: int, *, free_bytes: int | None = None) -> int:
+def auto_batch(
+    device: torch.device, tile_pixels: int, top_channels: int, *, free_bytes: int | None = None, precision: str = "auto"
+) -> int:
     """Tiles a forward pass takes when the batch is left to the device: 1 on the CPU and MPS (batching
     saves nothing there, and memory is the user's RAM); on CUDA as many as half the GPU's free memory
     holds at the measured activation cost (bf16 halves it), at most :data:`AUTO_BATCH_MAX`. A guess
@@ -54,7 +59,7 @@ def auto_batch(device: torch.device, tile_pixels: int, top_channels: int, *, fre
         return 1
     if free_bytes is None:
         free_bytes, _ = torch.cuda.mem_get_info(device)
-    per_tile = tile_pixels * top_channels * ACTIVATION_BYTES / (2 if torch.cuda.is_bf16_supported() else 1)
+    per_tile = tile_pixels * top_channels * ACTIVATION_BYTES / (2 if uses_bf16(device, precision) else 1)
     return int(max(1, min(AUTO_BATCH_MAX, free_bytes * 0.5 // per_tile)))
 
 
@@ -68,9 +73,6 @@ def available_devices() -> list[str]:
     return names
 
 
-PRECISIONS = ("auto", "fp32")
-
-
 @functools.cache
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX), asked of PyTorch once per process.
@@ -79,18 +81,27 @@ def cpu_has_native_bf16() -> bool:
     return any(probe is not None and bool(probe()) for probe in probes)
 
 
+def _cuda_has_native_bf16() -> bool:
+    """bf16 in the GPU's hardware (Ampere and later); torch >= 2.3 otherwise counts emulation too."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch < 2.3 has no such argument, and counts only native bf16
+        return torch.cuda.is_bf16_supported()
+
+
 def uses_bf16(device: torch.device, precision: str = "auto", *, training: bool = False) -> bool:
     """Whether the network runs in bf16 on ``device``. ``auto``: on CUDA GPUs that support it, and for
     inference on CPUs with native bf16 (:func:`cpu_has_native_bf16`: 1.7x faster a tile there, with
     validation figures within 0.003 of fp32; README §6); ``fp32``: never.
 
-    Training on the CPU stays fp32: bf16 fine-tuning there has not been measured for accuracy."""
+    Training steps on the CPU stay fp32 (``training``): bf16 fine-tuning there has not been measured for
+    accuracy. Validation during training is inference, and runs as inference does."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
     if precision == "fp32":
         return False
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return _cuda_has_native_bf16()
     return device.type == "cpu" and not training and cpu_has_native_bf16()
 
 

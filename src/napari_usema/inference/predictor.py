@@ -171,7 +171,8 @@ def with_batch(config: TilingConfig, shape: tuple[int, int], model: torch.nn.Mod
         return config
     (th, tw), _ = plan_tiles(shape, config)
     widths = getattr(getattr(model, "config", None), "widths", (32,))
-    return dataclasses.replace(config, batch=auto_batch(select_device(config.device), th * tw, widths[0]))
+    batch = auto_batch(select_device(config.device), th * tw, widths[0], precision=config.precision)
+    return dataclasses.replace(config, batch=batch)
 
 
 class _Band:

@@ -8,6 +8,7 @@ other formats (PNG, JPEG, ...) are read whole.
 from __future__ import annotations
 
 import functools
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,9 @@ class ImageReadError(ValueError):
 
 
 def read_image(path: str | Path, *, lazy: bool = False, level: int = 0) -> Any:
-    """Read an image as an array; with ``lazy`` a TIFF comes back memory-mapped or zarr-backed, and
-    ``level`` picks a level of a pyramidal TIFF.
+    """Read an image as an array; with ``lazy`` a TIFF comes back memory-mapped, decoded at the first read
+    (:class:`DecodedOnRead`: small compressed ones) or zarr-backed, and ``level`` picks a level of a
+    pyramidal TIFF.
 
     Raises:
         ImageReadError: naming the file and the reason.
@@ -69,7 +71,7 @@ def _read_tiff(path: Path, lazy: bool, level: int = 0) -> Any:
         except ValueError:  # compressed or tiled: not memory-mappable
             pass
         if nbytes <= DECODE_WHOLE_BYTES:
-            return DecodedOnRead(path)
+            return DecodedOnRead(path, *_tiff_shape(path))
     import zarr
 
     store = tifffile.imread(path, aszarr=True, level=level)  # one level: an array, not a group
@@ -78,15 +80,15 @@ def _read_tiff(path: Path, lazy: bool, level: int = 0) -> Any:
 
 class DecodedOnRead:
     """A small compressed TIFF's first series as a lazy array: ``shape``, ``dtype`` and ``ndim`` come from
-    the file's header, and the pixels are decoded whole at the first read. Only the most recently read
-    file stays decoded (a one-entry cache), so a folder of inputs, opened together and checked before any
-    work, holds one decoded image at a time. Reads are read-only views: copy before changing one."""
+    the file's header, and the pixels are decoded whole at the first read. Only the two most recently read
+    files stay decoded (an image and its mask read in turn do not decode again at every read), so a folder
+    of inputs, opened together and checked before any work, holds at most two decoded images. Reads are
+    read-only views: copy before changing one (``np.array``, or :meth:`read_copy`)."""
 
-    def __init__(self, path: Path) -> None:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            self.shape, self.dtype = tuple(int(n) for n in series.shape), np.dtype(series.dtype)
-        self.path, self._stamp = Path(path), Path(path).stat().st_mtime_ns
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        stat = Path(path).stat()
+        self.path, self.shape, self.dtype = Path(path), tuple(shape), np.dtype(dtype)
+        self._key = (str(self.path), stat.st_mtime_ns, stat.st_size, stat.st_ino)
 
     @property
     def ndim(self) -> int:
@@ -96,26 +98,57 @@ class DecodedOnRead:
     def size(self) -> int:
         return int(np.prod(self.shape))
 
-    def __getitem__(self, key: Any) -> np.ndarray:
-        return _decoded(str(self.path), self._stamp)[key]
-
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        pixels = _decoded(str(self.path), self._stamp)
-        if dtype is not None and np.dtype(dtype) != pixels.dtype:
-            return pixels.astype(dtype)  # a new array
-        return pixels.copy() if copy else pixels  # NumPy asks for a copy (np.array) or allows a view (np.asarray)
-
     def __len__(self) -> int:
         return self.shape[0]
 
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return self._pixels()[key]
 
-@functools.lru_cache(maxsize=1)
-def _decoded(path: str, stamp: int) -> np.ndarray:
-    """The pixels of ``path`` as it was at modification time ``stamp`` (part of the key: a changed file is
-    decoded again)."""
-    pixels = tifffile.imread(path)
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        pixels = self._pixels()
+        if dtype is not None and np.dtype(dtype) != pixels.dtype:
+            if copy is False:
+                raise ValueError(f"a {pixels.dtype} image cannot be read as {np.dtype(dtype)} without a copy")
+            return pixels.astype(dtype)  # a new array
+        return pixels.copy() if copy else pixels  # NumPy asks for a copy (np.array) or allows a view (np.asarray)
+
+    def read_copy(self) -> np.ndarray:
+        """The pixels decoded into a new, writable array, without keeping them decoded here."""
+        return self._checked(_decode(self.path))
+
+    def _pixels(self) -> np.ndarray:
+        with _DECODE_LOCK:  # two threads reading one file at first decode it once
+            return self._checked(_decoded(*self._key))
+
+    def _checked(self, pixels: np.ndarray) -> np.ndarray:
+        if pixels.shape != self.shape or pixels.dtype != self.dtype:
+            raise ImageReadError(f"{self.path} changed while it was open: {pixels.shape} {pixels.dtype} pixels, "
+                                 f"{self.shape} {self.dtype} when opened; open it again")  # fmt: skip
+        return pixels
+
+
+_DECODE_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=2)
+def _decoded(path: str, mtime_ns: int, size: int, inode: int) -> np.ndarray:
+    """The read-only pixels of ``path`` as it was when opened (its modification time, size and inode are
+    the rest of the key: a changed file is decoded again)."""
+    pixels = _decode(Path(path))
     pixels.setflags(write=False)
     return pixels
+
+
+def _decode(path: Path) -> np.ndarray:
+    try:
+        return tifffile.imread(path)
+    except Exception as err:  # a corrupt stream raises the codec's own error types (imagecodecs: RuntimeError)
+        raise ImageReadError(f"{path} could not be decoded ({type(err).__name__}: {str(err)[:200]})") from None
+
+
+def _tiff_shape(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    with tifffile.TiffFile(path) as tif:
+        return tuple(int(n) for n in tif.series[0].shape), np.dtype(tif.series[0].dtype)
 
 
 def _tiff_levels(path: Path) -> tuple[int, int]:

@@ -11,7 +11,7 @@
 - the input: its file, sha256 and shape;
 - the time taken, and when;
 - ``command``: the ``usema predict`` line that makes the same labels again (on the same device; on CPU
-  exactly, where the machine runs the same precision: ``--precision fp32`` gives the same labels on every CPU).
+  exactly, on a CPU of the same kind: ``--precision fp32`` where fp32 ran, ``auto`` where bf16 did).
 """
 
 from __future__ import annotations
@@ -88,7 +88,9 @@ def predict_command(input_path: str | Path, model: str | Path, out: str | Path, 
         argv.append("--tta")
     if tiling.get("compile"):
         argv.append("--compile")
-    argv += ["--precision", str(tiling.get("precision", "auto"))]
+    if options.get("precision_used") is not None:  # records from before the option have none
+        # What ran: fp32 anywhere it did (so the line gives fp32 on any machine), else auto (bf16 where native).
+        argv += ["--precision", "fp32" if options["precision_used"] == "fp32" else str(tiling.get("precision", "auto"))]
     if options.get("channel") is not None:
         argv += ["--channel", str(options["channel"])]
     if options.get("axes"):
