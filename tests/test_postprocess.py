@@ -120,3 +120,30 @@ def test_fill_holes_fills_only_holes_enclosed_by_one_label() -> None:
     assert filled[3, 11] == 0 and filled[3, 12] == 0
     assert filled[11, 1] == 0
     assert (filled[labels > 0] == labels[labels > 0]).all()
+
+
+def test_wide_slides_flood_in_shorter_bands_and_keep_their_labels() -> None:
+    from napari_usema.postprocess.watershed import BAND, band_rows
+
+    assert band_rows(2048) == band_rows(8192) == BAND  # images up to 8,192 px wide: bands as before
+    assert band_rows(20000) == 419 and band_rows(10**7) == 128  # wide slides: bounded pixels a band
+    rng = np.random.default_rng(0)
+    centres = [(int(y), int(x)) for y, x in zip(rng.integers(12, 1188, 300), rng.integers(12, 8988, 300), strict=True)]
+    labels = disks((1200, 9000), centres, 9)
+    probs = probabilities_from_labels(labels)
+    interior, foreground = quantise(probs[1]), quantise(probs[1] + probs[2])
+    chosen, fixed = np.zeros(labels.shape, np.uint32), np.zeros(labels.shape, np.uint32)
+    assert band_rows(9000) == 932
+    instances(interior, foreground, chosen, WatershedConfig())  # 932-row bands
+    instances(interior, foreground, fixed, WatershedConfig(), band=BAND)
+    np.testing.assert_array_equal(chosen, fixed)  # nuclei fit the halo: the band height changes nothing
+
+
+def test_band_labels_are_cached_for_every_band_or_for_none(monkeypatch) -> None:
+    from napari_usema.postprocess import components
+
+    mask = np.zeros((100, 50), bool)
+    mask[10:20, 5:15] = mask[90:98, 30:40] = True
+    monkeypatch.setattr(components, "CACHE_PIXELS", mask.size - 1)  # the image is just too large to cache
+    banded = components.BandedComponents(lambda r0, r1: mask[r0:r1], 100, 80)  # its short last band alone is not
+    np.testing.assert_array_equal(banded.labels(0, 100), measure.label(mask, connectivity=1))

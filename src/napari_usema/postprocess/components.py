@@ -48,7 +48,7 @@ class BandedComponents:
         total = 0
         for r0 in range(0, height, band):
             pieces, n = self._label(r0, total)
-            if self._cache is None and pieces.size * -(-height // band) <= CACHE_PIXELS:
+            if r0 == 0 and height * pieces.shape[1] <= CACHE_PIXELS:  # decided once: every band cached, or none
                 self._cache = {}
             if self._cache is not None:
                 self._cache[r0] = pieces
