@@ -14,7 +14,7 @@ HELP = {
     "device": "where the network runs: auto (a CUDA GPU, then Apple MPS, then the CPU), cpu, cuda or mps",
     # --- tiling and test-time augmentation --------------------------------------------------------
     "tile": "the image is cut into square tiles of this many pixels (the default is fitted to an image side shorter "
-    "than it, or at most one overlap longer; a size you give is not): the bundled models learned on 256-pixel "
+    "than it, or at most an eighth longer; a size you give is not): the bundled models learned on 256-pixel "
     "patches, and each tile is normalised on its own, so other sizes cost accuracy",
     "max_tile": "instead of --tile: the fewest tiles of at most this side, shrunk evenly to fit the image, so "
     "little is computed twice; faster, for models that do not mind the tile size (the bundled ones do)",

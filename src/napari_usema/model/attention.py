@@ -10,11 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import RoPE2d, pad_to_multiple, valid_mask, window_partition, window_reverse
+from .layers import RoPE2d, exporting, pad_to_multiple, valid_mask, window_partition, window_reverse
 
 AttentionMode = Literal["window", "full"]
 
@@ -174,7 +173,7 @@ class SEMAAttention(nn.Module):
         mask = None
         # While exporting (ONNX, torch.export) the mask is always built: whether a window holds padding
         # depends on the image size, which a graph of dynamic height and width does not know yet.
-        if _exporting() or padded:
+        if exporting() or padded:
             # A window of padding only would have no key to attend to: let it see itself (cropped later).
             key_real = key_real | ~key_real.any(dim=-1, keepdim=True)
             n_win = key_real.shape[0]
@@ -202,13 +201,6 @@ class SEMAAttention(nn.Module):
         return (
             f"dim={self.dim}, heads={self.num_heads}, mode={self.mode}, window={self.window_size}, global_mean={self.global_mean}"
         )
-
-
-def _exporting() -> bool:
-    """True inside ``torch.export`` / ``torch.onnx.export`` (and TorchScript tracing)."""
-    compiler = getattr(torch, "compiler", None)
-    is_exporting = getattr(compiler, "is_exporting", None)
-    return bool(is_exporting and is_exporting()) or torch.jit.is_tracing()
 
 
 def full_attention_reference(q: Tensor, k: Tensor, v: Tensor) -> Tensor:

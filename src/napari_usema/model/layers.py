@@ -56,11 +56,16 @@ def valid_mask(height: int, width: int, valid_hw: tuple[int, int], device: torch
     return rows[:, None] & cols[None, :]
 
 
+def exporting() -> bool:
+    """True inside ``torch.export`` / ``torch.onnx.export`` (and TorchScript tracing)."""
+    is_exporting = getattr(getattr(torch, "compiler", None), "is_exporting", None)
+    return bool(is_exporting and is_exporting()) or torch.jit.is_tracing()
+
+
 def _recording() -> bool:
-    """True while torch.compile, torch.export / torch.onnx.export or TorchScript tracing records the network."""
-    compiler = getattr(torch, "compiler", None)
-    checks = (getattr(compiler, "is_compiling", None), getattr(compiler, "is_exporting", None))
-    return any(check is not None and bool(check()) for check in checks) or torch.jit.is_tracing()
+    """True while torch.compile or an export (:func:`exporting`) records the network."""
+    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return bool(is_compiling and is_compiling()) or exporting()
 
 
 class RoPE2d(nn.Module):
@@ -98,7 +103,7 @@ class RoPE2d(nn.Module):
         ``(x1_i, x2_i)`` (the two halves of a head) turns by its angle, in fp32."""
         x1, x2 = x.float().chunk(2, dim=-1)  # each (B, H, W, heads, d/2): rotation pairs (x1_i, x2_i)
         cos, sin = cos[:, :, None, :], sin[:, :, None, :]  # (H, W, 1, d/2)
-        if (torch.is_grad_enabled() and (x.requires_grad or cos.requires_grad)) or _recording():
+        if (torch.is_grad_enabled() and x.requires_grad) or _recording():
             first = torch.addcmul(x1 * cos, x2, sin, value=-1)  # x1 cos - x2 sin
             second = torch.addcmul(x1 * sin, x2, cos)  # x1 sin + x2 cos
             return torch.cat([first, second], dim=-1).to(x.dtype)
