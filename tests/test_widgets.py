@@ -490,11 +490,43 @@ def test_correct_mode_one_click_per_edit_each_one_undo_step(dock, qtbot, shared_
     layer.undo()  # Ctrl+Z: one step back to what Segment wrote
     np.testing.assert_array_equal(layer.data, segmented)
     click(*point, "Alt")
+    removed = layer.data.copy()
+    # The add's second look runs on a worker: held here until released, to click while it runs.
+    import threading
+
+    release = threading.Event()
+    real_second_look = correct_module.with_second_look
+
+    def held_second_look(*args, **kwargs):
+        assert threading.current_thread() is not threading.main_thread()  # not napari's GUI thread
+        release.wait(60)
+        return real_second_look(*args, **kwargs)
+
+    monkeypatch.setattr(correct_module, "with_second_look", held_second_look)
     click(*point)  # add it back from one click
+    assert widget.correct.worker is not None
+    click(*deepest(segmented == 0), "Alt")  # refused while the add runs, and changes nothing
+    assert "still adding" in errors[-1]
+    np.testing.assert_array_equal(layer.data, removed)
+    release.set()
+    wait_for_worker(qtbot, widget.correct)
     new_id = int(segmented.max()) + 1
     grown = layer.data == new_id
     assert (grown & (segmented == target)).sum() / (grown | (segmented == target)).sum() >= 0.7
     after_add = layer.data.copy()
+    layer.undo()  # the add is one step too
+    np.testing.assert_array_equal(layer.data, removed)
+    layer.redo()
+    np.testing.assert_array_equal(layer.data, after_add)
+    # Labels changed while an add ran (the brush): the add is dropped, not written over them.
+    release.clear()
+    click(*deepest(segmented == 0))
+    layer.data_setitem((np.array([0]), np.array([0])), np.array([layer.data[0, 0] + 1], layer.data.dtype))  # a brush stroke
+    release.set()
+    wait_for_worker(qtbot, widget.correct)
+    assert "labels changed while" in errors[-1] and not (layer.data == new_id + 1).any()
+    layer.undo()
+    np.testing.assert_array_equal(layer.data, after_add)
     # Merge two neighbours with two Ctrl-clicks, then split them again with two seeds.
     grown_labels = ndi.grey_dilation(segmented, size=5)
     a, b = sorted(

@@ -2,7 +2,8 @@
 
 Conventions (close to napari's own: plain click acts, modifiers change what it does, Ctrl+Z undoes):
 - click on background: add an object there, grown over the model's foreground (after a second look of
-  the network at a small window around the click, :mod:`napari_usema.inference.local`);
+  the network at a small window around the click, :mod:`napari_usema.inference.local`, on a worker
+  thread: clicks made while it runs are refused, not queued);
 - Alt-click an object: remove it;
 - Ctrl-click two objects: merge them (the first click marks, the second merges);
 - Shift-click two or more seeds inside one object, then *Split at seeds*: one object per seed.
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 from magicgui.widgets import CheckBox, Container, Label, PushButton
+from napari.qt.threading import FunctionWorker, create_worker
 from napari.utils.notifications import show_error
 
 from napari_usema._widgets.layer_reading import layer_array
@@ -42,6 +44,7 @@ class CorrectSection(Container):
         self.viewer = segment.viewer
         self.seeds: list[tuple[int, int]] = []
         self._merge_first: tuple[int, int] | None = None
+        self.worker: FunctionWorker | None = None  # the add running now, if any
         self.active = CheckBox(
             text="Correct mode (clicks edit the labels)", value=False, tooltip="clicks on the canvas edit the last run's labels"
         )
@@ -94,8 +97,12 @@ class CorrectSection(Container):
         self.click((y, x), modifiers)
 
     def click(self, point: tuple[int, int], modifiers: set[str] = frozenset()) -> bool:  # type: ignore[assignment]
-        """Apply one click at ``point`` (labels pixels) with keyboard ``modifiers``; False if refused."""
+        """Apply one click at ``point`` (labels pixels) with keyboard ``modifiers``; False if refused.
+
+        An add returns True once it has started: its edit lands when the worker returns (``self.worker``
+        is None again), unless the labels changed in the meantime."""
         try:
+            self._check_idle()
             labels, probabilities = self._inputs()
             point = check_point(point, labels.shape)
             if "shift" in modifiers:
@@ -107,34 +114,26 @@ class CorrectSection(Container):
                 return self._write(remove_object(labels, point), f"removed object {int(labels[point])}")
             if labels[point]:  # refused before the network runs
                 raise ValueError(f"{point} is on object {int(labels[point])}: click on background to add an object")
-            state = self.segment.state
-            if probabilities is not None:  # a second look around the click: faint and small nuclei
-                probabilities = with_second_look(
-                    state.loaded, self.segment.plane_data(state.image), probabilities, point,
-                    size=state.size, channel=state.channel, device=state.device,
-                )  # fmt: skip
-            new = add_object(labels, probabilities, point, diameter=state.loaded.metadata.object_diameter)
-            return self._write(new, f"added object {int(new.max())}")
+            return self._start_add(labels, probabilities, point)
         except ValueError as err:
-            show_error(str(err))
-            self.status.value = str(err)
+            self._refuse(str(err))
             return False
 
     def split(self) -> bool:
         """Split the object under the seeds (the confirm step of a split)."""
         try:
+            self._check_idle()
             labels, probabilities = self._inputs()
             new = split_object(labels, probabilities, self.seeds)
         except ValueError as err:
-            show_error(str(err))
-            self.status.value = str(err)
+            self._refuse(str(err))
             return False
         count = len(self.seeds)
         self.clear_seeds()
         try:
             return self._write(new, f"split one object into {count}")
         except ValueError as err:
-            show_error(str(err))
+            self._refuse(str(err))
             return False
 
     def clear_seeds(self) -> None:
@@ -143,6 +142,12 @@ class CorrectSection(Container):
             self.viewer.layers[SEEDS].data = np.empty((0, 2))
 
     # --- steps ----------------------------------------------------------------------------------
+    def _check_idle(self) -> None:
+        """Refuse an edit while an add runs: the add was grown on the labels before it, and either edit
+        would be lost (the add is dropped when the labels changed under it)."""
+        if self.worker is not None:
+            raise ValueError("still adding the last object: click again when it is there")
+
     def _inputs(self) -> tuple[np.ndarray, np.ndarray | None]:
         """The labels to edit and the probabilities they came from, checked to still belong together."""
         state = self.segment.state
@@ -161,6 +166,52 @@ class CorrectSection(Container):
         if image not in self.viewer.layers or stale:
             raise ValueError(f"{image.name} changed since it was segmented: segment it again before correcting")
         return labels, probabilities
+
+    def _start_add(self, labels: np.ndarray, probabilities: np.ndarray | None, point: tuple[int, int]) -> bool:
+        """Grow an object from ``point`` on a worker: the second look is a network run (0.2 s here, more
+        on a slower CPU or a larger object size), too long for napari's GUI thread."""
+        state = self.segment.state
+        labels = labels.copy()  # the worker's own: the brush may change the layer's array meanwhile
+        image = self.segment.plane_data(state.image)
+        diameter = state.loaded.metadata.object_diameter
+
+        def grow() -> np.ndarray:
+            maps = probabilities
+            if maps is not None:  # a second look around the click: faint and small nuclei
+                maps = with_second_look(
+                    state.loaded, image, maps, point, size=state.size, channel=state.channel, device=state.device
+                )
+            return add_object(labels, maps, point, diameter=diameter)
+
+        self.worker = create_worker(grow)
+        self.worker.returned.connect(lambda new: self._finish_add(new, labels, state))
+        self.worker.errored.connect(self._add_failed)
+        self.worker.finished.connect(self._add_finished)
+        self.status.value = f"adding an object at {point}…"
+        self.worker.start()
+        return True
+
+    def _finish_add(self, new: np.ndarray, before: np.ndarray, state: Any) -> None:
+        """Write the grown object, if the labels are still those it was grown on."""
+        if state is not self.segment.state or state.labels not in self.viewer.layers:
+            self._refuse("a new Segment run replaced those labels: the object was not added")
+        elif not np.array_equal(np.asarray(state.labels.data), before):
+            self._refuse("the labels changed while the object was being added: it was not added; click again")
+        else:
+            try:
+                self._write(new, f"added object {int(new.max())}")
+            except ValueError as err:
+                self._refuse(str(err))
+
+    def _add_failed(self, err: Exception) -> None:
+        self._refuse(str(err) if isinstance(err, ValueError) else f"adding the object failed: {err}")
+
+    def _add_finished(self) -> None:
+        self.worker = None
+
+    def _refuse(self, message: str) -> None:
+        show_error(message)
+        self.status.value = message
 
     def _add_seed(self, labels: np.ndarray, point: tuple[int, int]) -> bool:
         if not labels[point]:
