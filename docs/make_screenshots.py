@@ -67,7 +67,8 @@ def main() -> None:
     data = np.asarray(labels.data)
     ids = [i for i in np.unique(data[60:200, 60:260]) if i]
     correct.click(_centre(data == ids[0]), {"alt"})  # remove one
-    correct.click(_centre(data == ids[0]))  # and add it back from one click
+    correct.click(_centre(data == ids[0]))  # and add it back from one click (on a worker thread)
+    wait(app, lambda: correct.worker is None)
     big = max(ids[1:], key=lambda i: (data == i).sum())
     ys, xs = np.nonzero(data == big)
     order = np.argsort(xs)
