@@ -64,11 +64,12 @@ def main() -> None:
     correct = widget.correct
     correct.active.value = True
     labels = widget.segment.state.labels
-    data = np.asarray(labels.data)
+    data = np.asarray(labels.data).copy()  # the layer's array changes in place with each edit
     ids = [i for i in np.unique(data[60:200, 60:260]) if i]
     correct.click(_centre(data == ids[0]), {"alt"})  # remove one
     correct.click(_centre(data == ids[0]))  # and add it back from one click (on a worker thread)
     wait(app, lambda: correct.worker is None)
+    assert correct.status.value.startswith("added"), correct.status.value
     big = max(ids[1:], key=lambda i: (data == i).sum())
     ys, xs = np.nonzero(data == big)
     order = np.argsort(xs)

@@ -505,9 +505,17 @@ def test_correct_mode_one_click_per_edit_each_one_undo_step(dock, qtbot, shared_
     monkeypatch.setattr(correct_module, "with_second_look", held_second_look)
     click(*point)  # add it back from one click
     assert widget.correct.worker is not None
-    click(*deepest(segmented == 0), "Alt")  # refused while the add runs, and changes nothing
-    assert "still adding" in errors[-1]
-    np.testing.assert_array_equal(layer.data, removed)
+    other = deepest(segmented == int(segmented.max()))  # an object that is there (not the one being added)
+    errors.clear()
+    click(*other, "Alt")  # a remove, refused while the add runs
+    assert errors and "still adding" in errors[-1]
+    errors.clear()
+    click(*deepest(segmented == 0))  # another add, refused too
+    assert errors and "still adding" in errors[-1]
+    widget.correct.seeds = [other, other]
+    assert not widget.correct.split() and "still adding" in errors[-1]
+    widget.correct.seeds = []
+    np.testing.assert_array_equal(layer.data, removed)  # nothing changed
     release.set()
     wait_for_worker(qtbot, widget.correct)
     new_id = int(segmented.max()) + 1

@@ -143,8 +143,8 @@ class CorrectSection(Container):
 
     # --- steps ----------------------------------------------------------------------------------
     def _check_idle(self) -> None:
-        """Refuse an edit while an add runs: the add was grown on the labels before it, and either edit
-        would be lost (the add is dropped when the labels changed under it)."""
+        """Refuse an edit while an add runs: the add was grown on the labels before it, and is dropped
+        when they change under it, so an edit now would cost the user the add."""
         if self.worker is not None:
             raise ValueError("still adding the last object: click again when it is there")
 
@@ -173,17 +173,18 @@ class CorrectSection(Container):
         state = self.segment.state
         labels = labels.copy()  # the worker's own: the brush may change the layer's array meanwhile
         image = self.segment.plane_data(state.image)
-        diameter = state.loaded.metadata.object_diameter
+        # Read here, on the GUI thread: the worker sees only these (the model is only read).
+        loaded, size, channel, device = state.loaded, state.size, state.channel, state.device
+        diameter = loaded.metadata.object_diameter
 
         def grow() -> np.ndarray:
             maps = probabilities
             if maps is not None:  # a second look around the click: faint and small nuclei
-                maps = with_second_look(
-                    state.loaded, image, maps, point, size=state.size, channel=state.channel, device=state.device
-                )
+                maps = with_second_look(loaded, image, maps, point, size=size, channel=channel, device=device)
             return add_object(labels, maps, point, diameter=diameter)
 
-        self.worker = create_worker(grow)
+        # Errors come back once, through errored (not also re-raised in a Qt slot).
+        self.worker = create_worker(grow, _ignore_errors=True)
         self.worker.returned.connect(lambda new: self._finish_add(new, labels, state))
         self.worker.errored.connect(self._add_failed)
         self.worker.finished.connect(self._add_finished)
@@ -194,7 +195,7 @@ class CorrectSection(Container):
     def _finish_add(self, new: np.ndarray, before: np.ndarray, state: Any) -> None:
         """Write the grown object, if the labels are still those it was grown on."""
         if state is not self.segment.state or state.labels not in self.viewer.layers:
-            self._refuse("a new Segment run replaced those labels: the object was not added")
+            self._refuse("those labels were replaced or removed meanwhile: the object was not added")
         elif not np.array_equal(np.asarray(state.labels.data), before):
             self._refuse("the labels changed while the object was being added: it was not added; click again")
         else:
@@ -208,6 +209,8 @@ class CorrectSection(Container):
 
     def _add_finished(self) -> None:
         self.worker = None
+        if self.status.value.startswith("adding an object"):  # cancelled from napari's activity dock
+            self.status.value = "the add was cancelled: nothing changed"
 
     def _refuse(self, message: str) -> None:
         show_error(message)
