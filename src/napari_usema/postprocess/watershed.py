@@ -31,8 +31,8 @@ from .config import WatershedConfig
 
 BAND = 1024  # rows per band at most; the flood of two bands runs on two threads
 # Pixels per band at most: skimage's watershed needs tens of bytes a pixel, and two bands flood at once.
-# A 20,000-pixel-wide slide in 1,024-row bands added 1.4 GB for the post-process alone, in 419-row bands 0.4 GB
-# (a 3,072 x 20,000 probe); up to 8,192 pixels wide the bands keep all 1,024 rows.
+# On 3,072 x 20,000 px the post-process alone added 2.08 GB in 1,024-row bands and 1.22 GB in 419-row ones
+# (benchmarks/postprocess_memory.py); up to 8,192 pixels wide the bands keep all 1,024 rows.
 BAND_PIXELS = 1024 * 8192
 
 
